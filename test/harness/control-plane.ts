@@ -1,0 +1,491 @@
+/**
+ * A real Kubernetes control plane for tests and the local demo: etcd, kube-apiserver,
+ * kube-controller-manager and kube-scheduler as child processes on free loopback ports, with their
+ * own certificates and a kubeconfig that kubectl and @kubernetes/client-node accept. There are no
+ * kubelets: Nodes are API objects made by {@link ControlPlane.createNode}, pods get scheduled and
+ * bound to them but nothing runs them.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
+import yaml from 'js-yaml';
+
+import { resolveControlPlaneBinaries, type ControlPlaneBinaries } from './binaries.js';
+import { createCertificates, type ControlPlaneCertificates } from './certificates.js';
+import { freeLoopbackPort, httpsGet } from './network.js';
+import { ManagedProcess } from './processes.js';
+import { waitFor } from './wait.js';
+
+/** The controllers the controller-manager runs unless told otherwise. */
+export const DEFAULT_CONTROLLERS = [
+  'deployment-controller',
+  'replicaset-controller',
+  'job-controller',
+  'garbage-collector-controller',
+  'namespace-controller',
+  'serviceaccount-controller',
+] as const;
+
+/** Options of {@link ControlPlane.start}. */
+export interface ControlPlaneOptions {
+  /** Folder for this control plane's logs, certificates and data; default: a new folder under .test-artifacts/. */
+  readonly dir?: string;
+  readonly controllers?: readonly string[];
+  /** Default 60 s: a cold start takes 5-10 s on 2 cores. */
+  readonly startTimeoutMs?: number;
+  readonly binaries?: ControlPlaneBinaries;
+}
+
+/** Labels, capacity and taints of a fake Node; capacity doubles as allocatable. */
+export interface NodeSpec {
+  readonly name: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Quantities such as `{ cpu: '8', memory: '32Gi', pods: '110', 'nvidia.com/gpu': '1' }`; cpu, memory and pods have defaults. */
+  readonly capacity?: Readonly<Record<string, string>>;
+  readonly taints?: readonly {
+    key: string;
+    value?: string;
+    effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+  }[];
+}
+
+/** The loopback ports a control plane listens on. */
+// A type alias rather than an interface, so that Object.values() sees numbers.
+export type ControlPlanePorts = {
+  readonly etcdClient: number;
+  readonly etcdPeer: number;
+  readonly apiserver: number;
+  readonly controllerManager: number;
+  readonly scheduler: number;
+};
+
+type Component = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A running control plane; {@link stop} it in an `after` hook. */
+export class ControlPlane {
+  private readonly processes = new Map<Component, ManagedProcess>();
+  private stopped = false;
+
+  private constructor(
+    /** Holds `logs/`, `pki/`, `etcd/` and `kubeconfig`. */
+    readonly dir: string,
+    readonly ports: ControlPlanePorts,
+    private readonly binaries: ControlPlaneBinaries,
+    private readonly certificates: ControlPlaneCertificates,
+  ) {}
+
+  /** `https://127.0.0.1:<port>` */
+  get server(): string {
+    return `https://127.0.0.1:${this.ports.apiserver}`;
+  }
+
+  get kubeconfigPath(): string {
+    return join(this.dir, 'kubeconfig');
+  }
+
+  get logDir(): string {
+    return join(this.dir, 'logs');
+  }
+
+  /** Process ids of the running components. */
+  get pids(): Readonly<Record<string, number>> {
+    return Object.fromEntries([...this.processes].map(([name, p]) => [name, p.pid]));
+  }
+
+  /** The kubectl built with the control plane, if the binaries folder has one. */
+  get kubectlPath(): string | undefined {
+    return this.binaries.kubectl;
+  }
+
+  /** Where to look when something went wrong; append it to assertion messages. */
+  get logHint(): string {
+    return `control plane logs: ${this.logDir}`;
+  }
+
+  /**
+   * Starts etcd, then kube-apiserver (waiting for /readyz), then the controller-manager and the
+   * scheduler (waiting for /healthz). On any failure everything started is stopped and the error
+   * quotes the failing component's log.
+   */
+  static async start(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+    const started = Date.now();
+    const binaries = options.binaries ?? (await resolveControlPlaneBinaries());
+    const dir = options.dir ?? (await newArtifactsDir());
+    await Promise.all(
+      ['logs', 'pki', 'etcd'].map((sub) => mkdir(join(dir, sub), { recursive: true, mode: 0o700 })),
+    );
+    const [certificates, etcdClient, etcdPeer, apiserver, controllerManager, scheduler] =
+      await Promise.all([
+        createCertificates(join(dir, 'pki')),
+        freeLoopbackPort(),
+        freeLoopbackPort(),
+        freeLoopbackPort(),
+        freeLoopbackPort(),
+        freeLoopbackPort(),
+      ]);
+    const ports = { etcdClient, etcdPeer, apiserver, controllerManager, scheduler };
+    if (new Set(Object.values(ports)).size !== 5)
+      throw new Error(`port collision: ${JSON.stringify(ports)}`);
+    const plane = new ControlPlane(dir, ports, binaries, certificates);
+    const deadline = started + (options.startTimeoutMs ?? 60_000);
+    try {
+      await plane.startEtcd(deadline);
+      await plane.startApiserver(deadline);
+      await plane.writeKubeconfig();
+      await Promise.all([
+        plane.startController(
+          'kube-controller-manager',
+          binaries.kubeControllerManager,
+          ports.controllerManager,
+          [`--controllers=${(options.controllers ?? DEFAULT_CONTROLLERS).join(',')}`],
+          deadline,
+        ),
+        plane.startController(
+          'kube-scheduler',
+          binaries.kubeScheduler,
+          ports.scheduler,
+          [],
+          deadline,
+        ),
+      ]);
+    } catch (error) {
+      await plane.stop();
+      throw error;
+    }
+    return plane;
+  }
+
+  /** A KubeConfig for @kubernetes/client-node, authenticated as a cluster admin. */
+  kubeConfig(): KubeConfig {
+    const config = new KubeConfig();
+    config.loadFromFile(this.kubeconfigPath);
+    return config;
+  }
+
+  /**
+   * Runs kubectl against this control plane and resolves with its output; rejects with its
+   * stderr on a non-zero exit. Needs kubectl in the binaries folder.
+   */
+  async kubectl(
+    args: readonly string[],
+    input?: string,
+  ): Promise<{ stdout: string; stderr: string }> {
+    const kubectl = this.binaries.kubectl;
+    if (!kubectl) throw new Error('kubectl is not in the control-plane binaries folder');
+    return new Promise((resolve, reject) => {
+      const child = execFile(
+        kubectl,
+        ['--kubeconfig', this.kubeconfigPath, ...args],
+        { maxBuffer: 16 << 20 },
+        (error, stdout, stderr) => {
+          if (error)
+            reject(
+              new Error(`kubectl ${args.join(' ')} failed: ${stderr.trim() || error.message}`),
+            );
+          else resolve({ stdout, stderr });
+        },
+      );
+      child.stdin?.end(input);
+    });
+  }
+
+  /**
+   * Creates a Ready Node with the given labels and capacity that the scheduler will place pods
+   * on. Without a kubelet, nobody updates it later, and pods bound to it stay Pending.
+   */
+  async createNode(spec: NodeSpec): Promise<V1Node> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    const capacity = { cpu: '4', memory: '16Gi', pods: '110', ...spec.capacity };
+    await core.createNode({
+      body: {
+        metadata: {
+          name: spec.name,
+          labels: { 'kubernetes.io/hostname': spec.name, ...spec.labels },
+        },
+        spec: { taints: spec.taints?.map((taint) => ({ ...taint })) ?? [] },
+      },
+    });
+    const now = new Date();
+    const node = await core.readNode({ name: spec.name });
+    node.status = {
+      capacity,
+      allocatable: capacity,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'KubeletReady',
+          message: 'fake node of the test control plane',
+          lastHeartbeatTime: now,
+          lastTransitionTime: now,
+        },
+      ],
+      nodeInfo: {
+        architecture: 'amd64',
+        operatingSystem: 'linux',
+        bootID: '',
+        containerRuntimeVersion: 'none://0',
+        kernelVersion: '',
+        kubeProxyVersion: '',
+        kubeletVersion: 'v1.36.3',
+        machineID: '',
+        osImage: 'compofa test node',
+        systemUUID: '',
+      },
+    };
+    return core.replaceNodeStatus({ name: spec.name, body: node });
+  }
+
+  /**
+   * Creates a namespace and waits until the serviceaccount controller made its `default`
+   * ServiceAccount, without which the API server rejects pods.
+   */
+  async createNamespace(
+    name: string,
+    labels: Readonly<Record<string, string>> = {},
+  ): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name, labels: { ...labels } } } });
+    await waitFor(
+      () =>
+        core.readNamespacedServiceAccount({ name: 'default', namespace: name }).then(() => true),
+      {
+        description: `the default ServiceAccount of namespace ${name}`,
+        timeoutMs: 15_000,
+        hint: this.logHint,
+      },
+    );
+  }
+
+  /**
+   * Does the one thing a kubelet must do for deletion to finish: pods bound to a node are only
+   * marked for deletion (graceful delete) until their kubelet confirms. Deletes, with grace
+   * period 0, every pod in `namespace` that is marked; resolves with their names.
+   */
+  async confirmPodDeletions(namespace: string): Promise<string[]> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    const pods = await core.listNamespacedPod({ namespace });
+    const terminating = pods.items.filter((pod) => pod.metadata?.deletionTimestamp);
+    await Promise.all(
+      terminating.map((pod) =>
+        core
+          .deleteNamespacedPod({ name: pod.metadata?.name ?? '', namespace, gracePeriodSeconds: 0 })
+          .catch(ignoreNotFound),
+      ),
+    );
+    return terminating.map((pod) => pod.metadata?.name ?? '');
+  }
+
+  /**
+   * Stops every component (scheduler and controller-manager first, etcd last), SIGKILLing any
+   * that ignores SIGTERM for 5 s, and removes etcd's data and the private keys. Logs stay in
+   * {@link logDir}. Safe to call twice.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const order: Component[] = [
+      'kube-scheduler',
+      'kube-controller-manager',
+      'kube-apiserver',
+      'etcd',
+    ];
+    for (const name of order) await this.processes.get(name)?.stop();
+    await Promise.all(
+      [join(this.dir, 'etcd'), join(this.dir, 'pki')].map((path) =>
+        rm(path, { recursive: true, force: true }),
+      ),
+    );
+  }
+
+  private logFile(component: Component): string {
+    return join(this.logDir, `${component}.log`);
+  }
+
+  private async launch(
+    component: Component,
+    command: string,
+    args: readonly string[],
+  ): Promise<ManagedProcess> {
+    const process = await ManagedProcess.start({
+      name: component,
+      command,
+      args,
+      logFile: this.logFile(component),
+      cwd: this.dir,
+    });
+    this.processes.set(component, process);
+    return process;
+  }
+
+  /** Waits until `probe` succeeds, failing fast with the log's tail if the process exits. */
+  private async awaitHealthy(
+    process: ManagedProcess,
+    probe: () => Promise<boolean>,
+    what: string,
+    deadline: number,
+  ): Promise<void> {
+    try {
+      await waitFor(
+        async () => {
+          if (!process.isRunning) throw new ExitedError(process.describeExit());
+          return probe();
+        },
+        { description: what, timeoutMs: Math.max(deadline - Date.now(), 1_000), intervalMs: 100 },
+      );
+    } catch (error) {
+      const exited = !process.isRunning
+        ? ` ${process.name} ended with ${process.describeExit()}.`
+        : '';
+      throw new Error(
+        `${process.name} did not become healthy: ${error instanceof Error ? error.message : String(error)}.${exited}\n` +
+          `last lines of ${process.logFile}:\n${await process.logTail(25)}`,
+      );
+    }
+  }
+
+  private async startEtcd(deadline: number): Promise<void> {
+    const client = `http://127.0.0.1:${this.ports.etcdClient}`;
+    const peer = `http://127.0.0.1:${this.ports.etcdPeer}`;
+    const etcd = await this.launch('etcd', this.binaries.etcd, [
+      '--name=compofa-test',
+      `--data-dir=${join(this.dir, 'etcd')}`,
+      `--listen-client-urls=${client}`,
+      `--advertise-client-urls=${client}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=compofa-test=${peer}`,
+      // A throwaway test store: durability is not worth the fsync latency.
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ]);
+    await this.awaitHealthy(
+      etcd,
+      async () => {
+        const response = await fetch(`${client}/health`);
+        return response.ok && ((await response.json()) as { health?: string }).health === 'true';
+      },
+      `etcd at ${client}/health`,
+      deadline,
+    );
+  }
+
+  private async startApiserver(deadline: number): Promise<void> {
+    const pki = this.certificates;
+    const apiserver = await this.launch('kube-apiserver', this.binaries.kubeApiserver, [
+      `--etcd-servers=http://127.0.0.1:${this.ports.etcdClient}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${this.ports.apiserver}`,
+      `--cert-dir=${join(this.dir, 'pki')}`,
+      `--tls-cert-file=${pki.servingCert}`,
+      `--tls-private-key-file=${pki.servingKey}`,
+      `--client-ca-file=${pki.caCert}`,
+      '--authorization-mode=RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${pki.serviceAccountPublicKey}`,
+      `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--allow-privileged=true',
+      // There are no kubelets: the node-lifecycle controller that would lift the not-ready
+      // taints this plugin puts on every new Node is not running, so pods would never schedule.
+      '--disable-admission-plugins=TaintNodesByCondition',
+      '--endpoint-reconciler-type=none',
+      '--profiling=false',
+    ]);
+    const tls = { ca: pki.pem.ca, cert: pki.pem.adminCert, key: pki.pem.adminKey };
+    await this.awaitHealthy(
+      apiserver,
+      async () => (await httpsGet(`${this.server}/readyz`, tls)).status === 200,
+      `kube-apiserver at ${this.server}/readyz`,
+      deadline,
+    );
+  }
+
+  private async startController(
+    component: 'kube-controller-manager' | 'kube-scheduler',
+    binary: string,
+    port: number,
+    extraArgs: readonly string[],
+    deadline: number,
+  ): Promise<void> {
+    const certDir = join(this.dir, 'pki', component);
+    await mkdir(certDir, { recursive: true });
+    const process = await this.launch(component, binary, [
+      `--kubeconfig=${this.kubeconfigPath}`,
+      `--authentication-kubeconfig=${this.kubeconfigPath}`,
+      `--authorization-kubeconfig=${this.kubeconfigPath}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${certDir}`,
+      ...extraArgs,
+    ]);
+    await this.awaitHealthy(
+      process,
+      async () =>
+        (await httpsGet(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false }))
+          .status === 200,
+      `${component} at https://127.0.0.1:${port}/healthz`,
+      deadline,
+    );
+  }
+
+  private async writeKubeconfig(): Promise<void> {
+    const encode = (pem: string): string => Buffer.from(pem).toString('base64');
+    const kubeconfig = {
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'compofa-test',
+          cluster: {
+            server: this.server,
+            'certificate-authority-data': encode(this.certificates.pem.ca),
+          },
+        },
+      ],
+      users: [
+        {
+          name: 'compofa-test-admin',
+          user: {
+            'client-certificate-data': encode(this.certificates.pem.adminCert),
+            'client-key-data': encode(this.certificates.pem.adminKey),
+          },
+        },
+      ],
+      contexts: [
+        {
+          name: 'compofa-test',
+          context: { cluster: 'compofa-test', user: 'compofa-test-admin', namespace: 'default' },
+        },
+      ],
+      'current-context': 'compofa-test',
+    };
+    const temporary = `${this.kubeconfigPath}.tmp`;
+    await writeFile(temporary, yaml.dump(kubeconfig), { mode: 0o600 });
+    await rename(temporary, this.kubeconfigPath);
+  }
+}
+
+function ignoreNotFound(error: unknown): void {
+  if ((error as { code?: number }).code !== 404) throw error;
+}
+
+class ExitedError extends Error {
+  constructor(how: string) {
+    super(`the process ended (${how})`);
+  }
+}
+
+async function newArtifactsDir(): Promise<string> {
+  const root = process.env.COMPOFA_TEST_ARTIFACTS ?? join(repoRoot, '.test-artifacts');
+  await mkdir(root, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  return mkdtemp(join(root, `control-plane-${stamp}-`));
+}

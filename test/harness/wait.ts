@@ -1,0 +1,43 @@
+/** Polling until a condition holds, with a message that says what never happened. */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Options of {@link waitFor}. */
+export interface WaitOptions {
+  readonly timeoutMs?: number;
+  readonly intervalMs?: number;
+  /** What was awaited, for the timeout message: `pod web-1 to be bound`. */
+  readonly description: string;
+  /** Appended to the timeout message, e.g. where the logs are. */
+  readonly hint?: string;
+}
+
+/**
+ * Calls `probe` until it returns a value other than `undefined`/`false` and resolves with it.
+ * A probe that throws is retried; its last error is quoted when the wait times out.
+ */
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  options: WaitOptions,
+): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() >= deadline) break;
+    await sleep(options.intervalMs ?? 100);
+  }
+  const cause =
+    lastError === undefined
+      ? ''
+      : ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})`;
+  const hint = options.hint ? `; ${options.hint}` : '';
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${options.description}${cause}${hint}`,
+  );
+}

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+
+import { ControlPlane, type ControlPlanePorts } from '../harness/control-plane.js';
+import { isProcessAlive } from '../harness/liveness.js';
+import { isPortOpen } from '../harness/network.js';
+import { waitFor } from '../harness/wait.js';
+
+interface Footprint {
+  readonly pids: Readonly<Record<string, number>>;
+  readonly ports: ControlPlanePorts;
+}
+
+async function assertNothingLeft(footprint: Footprint): Promise<void> {
+  // A SIGKILLed Go server shows as a zombie while the kernel tears down its threads and
+  // sockets, so wait for both the processes and their ports to be gone.
+  await waitFor(
+    async () => {
+      if (Object.values(footprint.pids).some(isProcessAlive)) return false;
+      const open = await Promise.all(Object.values(footprint.ports).map(isPortOpen));
+      return open.every((isOpen) => !isOpen);
+    },
+    {
+      description: `processes ${JSON.stringify(footprint.pids)} and ports ${JSON.stringify(footprint.ports)} to be gone`,
+      timeoutMs: 15_000,
+    },
+  );
+}
+
+const fixture = fileURLToPath(new URL('../fixtures/abandoned-control-plane.ts', import.meta.url));
+
+/** Runs the fixture in a child Node process and resolves with its footprint once it has started. */
+async function abandonedControlPlane(mode: 'throw' | 'hang'): Promise<{
+  footprint: Footprint;
+  /** Makes the `throw` fixture crash. */
+  crash: () => void;
+  interrupt: () => void;
+  exit: Promise<[number | null, NodeJS.Signals | null]>;
+}> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture, mode], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const exit = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const line = await waitFor(() => (stdout.includes('\n') ? stdout.split('\n')[0] : undefined), {
+    description: `the ${mode} fixture to start a control plane (stderr: ${stderr.slice(-500)})`,
+    timeoutMs: 60_000,
+  });
+  const footprint = JSON.parse(line) as Footprint;
+  assert.equal(Object.keys(footprint.pids).length, 4);
+  for (const pid of Object.values(footprint.pids))
+    assert.ok(isProcessAlive(pid), `pid ${pid} should be running`);
+  return {
+    footprint,
+    exit,
+    crash: () => child.stdin.end('crash\n'),
+    interrupt: () => child.kill('SIGINT'),
+  };
+}
+
+describe('control plane teardown', () => {
+  it('stop() ends every component and frees every port', async () => {
+    const plane = await ControlPlane.start();
+    const footprint = { pids: plane.pids, ports: plane.ports };
+    for (const port of Object.values(plane.ports))
+      assert.equal(await isPortOpen(port), true, `port ${port} should be open`);
+    await plane.stop();
+    await assertNothingLeft(footprint);
+    await plane.stop(); // a second stop is harmless
+  });
+
+  it('kills the components when the test process crashes with an uncaught exception', async () => {
+    const { footprint, exit, crash } = await abandonedControlPlane('throw');
+    crash();
+    const [code] = await exit;
+    assert.notEqual(code, 0);
+    await assertNothingLeft(footprint);
+  });
+
+  it('kills the components when the test process is interrupted (Ctrl-C)', async () => {
+    const { footprint, exit, interrupt } = await abandonedControlPlane('hang');
+    interrupt();
+    const [, signal] = await exit;
+    assert.equal(signal, 'SIGINT');
+    await assertNothingLeft(footprint);
+  });
+});
