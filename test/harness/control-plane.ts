@@ -17,7 +17,7 @@ import { resolveControlPlaneBinaries, type ControlPlaneBinaries } from './binari
 import { createCertificates, type ControlPlaneCertificates } from './certificates.js';
 import { freeLoopbackPort, httpsGet } from './network.js';
 import { ManagedProcess } from './processes.js';
-import { waitFor } from './wait.js';
+import { GiveUpWaiting, waitFor } from './wait.js';
 
 /** The controllers the controller-manager runs unless told otherwise. */
 export const DEFAULT_CONTROLLERS = [
@@ -477,7 +477,7 @@ function ignoreNotFound(error: unknown): void {
   if ((error as { code?: number }).code !== 404) throw error;
 }
 
-class ExitedError extends Error {
+class ExitedError extends GiveUpWaiting {
   constructor(how: string) {
     super(`the process ended (${how})`);
   }

@@ -1,5 +1,5 @@
 /** Whether a process id still names a live process (zombies count as gone). */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -10,4 +10,20 @@ export function isProcessAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Pids of live processes whose command line contains `text` (from /proc). */
+export function processesWithArgument(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text) && isProcessAlive(pid))
+        pids.push(pid);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return pids;
 }

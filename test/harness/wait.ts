@@ -1,6 +1,11 @@
 /** Polling until a condition holds, with a message that says what never happened. */
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** Thrown by a probe to end the wait at once: what it waits for can no longer happen. */
+export class GiveUpWaiting extends Error {
+  override readonly name = 'GiveUpWaiting';
+}
+
 /** Options of {@link waitFor}. */
 export interface WaitOptions {
   readonly timeoutMs?: number;
@@ -13,7 +18,8 @@ export interface WaitOptions {
 
 /**
  * Calls `probe` until it returns a value other than `undefined`/`false` and resolves with it.
- * A probe that throws is retried; its last error is quoted when the wait times out.
+ * A probe that throws is retried, and its last error quoted if the wait times out; one that throws
+ * {@link GiveUpWaiting} ends the wait with that error.
  */
 export async function waitFor<T>(
   probe: () => Promise<T | undefined | false> | T | undefined | false,
@@ -27,6 +33,7 @@ export async function waitFor<T>(
       const value = await probe();
       if (value !== undefined && value !== false) return value;
     } catch (error) {
+      if (error instanceof GiveUpWaiting) throw error;
       lastError = error;
     }
     if (Date.now() >= deadline) break;

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 
+import { resolveControlPlaneBinaries } from '../harness/binaries.js';
 import { ControlPlane, type ControlPlanePorts } from '../harness/control-plane.js';
-import { isProcessAlive } from '../harness/liveness.js';
+import { isProcessAlive, processesWithArgument } from '../harness/liveness.js';
 import { isPortOpen } from '../harness/network.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -65,6 +69,40 @@ async function abandonedControlPlane(mode: 'throw' | 'hang'): Promise<{
 }
 
 describe('control plane teardown', () => {
+  it('fails fast when a component dies at start, quoting its log, and leaves nothing running', async () => {
+    const binaries = await resolveControlPlaneBinaries();
+    const dir = await mkdtemp(join(tmpdir(), 'compofa-broken-'));
+    try {
+      const brokenApiserver = join(dir, 'kube-apiserver');
+      await writeFile(
+        brokenApiserver,
+        '#!/bin/sh\necho "Error: unknown flag: --frobnicate" >&2\nexit 3\n',
+        { mode: 0o755 },
+      );
+      const error = await ControlPlane.start({
+        binaries: { ...binaries, kubeApiserver: brokenApiserver },
+        dir: join(dir, 'plane'),
+      }).then(
+        () => assert.fail('a control plane with a broken kube-apiserver started'),
+        (e: unknown) => e as Error,
+      );
+      assert.match(error.message, /kube-apiserver did not become healthy/);
+      assert.match(error.message, /ended with exit code 3/);
+      assert.match(
+        error.message,
+        new RegExp(`last lines of ${join(dir, 'plane', 'logs', 'kube-apiserver.log')}`),
+      );
+      assert.match(error.message, /unknown flag: --frobnicate/);
+      assert.deepEqual(
+        processesWithArgument(`--data-dir=${join(dir, 'plane', 'etcd')}`),
+        [],
+        'etcd was left running',
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stop() ends every component and frees every port', async () => {
     const plane = await ControlPlane.start();
     const footprint = { pids: plane.pids, ports: plane.ports };
