@@ -41,8 +41,8 @@ pkg_dir="$repo/node_modules/@tensorflow/$package"
 tfjs_version="$(node -p "require('$pkg_dir/package.json').version")"
 
 case "$(uname -s)-$(uname -m)" in
-  Linux-x86_64) platform=manylinux_2_27_x86_64 ;;
-  Linux-aarch64) [[ $flavour == cpu ]] && wheel_name=tensorflow; platform=manylinux_2_27_aarch64 ;;
+  Linux-x86_64) platform=manylinux_2_27_x86_64 arch=x86_64 ;;
+  Linux-aarch64) [[ $flavour == cpu ]] && wheel_name=tensorflow; platform=manylinux_2_27_aarch64 arch=aarch64 ;;
   *) die "native TensorFlow for tfjs-node is set up here for Linux x86_64 and aarch64 only, not $(uname -s)-$(uname -m)" ;;
 esac
 
@@ -57,8 +57,11 @@ pip_download() {
     die "Python 3 with pip is needed to download the $wheel_name==$TF_VERSION wheel. Install python3 and python3-pip (Debian/Ubuntu: apt-get install python3-pip), or set COMPOFA_TF_WHEEL to a downloaded $wheel_name-$TF_VERSION wheel."
   "$python" -m pip --version >/dev/null 2>&1 ||
     die "'$python -m pip' does not work. Install pip (Debian/Ubuntu: apt-get install python3-pip), or set COMPOFA_TF_WHEEL to a downloaded $wheel_name-$TF_VERSION wheel."
+  # With --platform, pip matches each tag exactly: name every manylinux tag these wheels use.
+  local tags=() tag
+  for tag in manylinux_2_27 manylinux_2_28 manylinux_2_24 manylinux_2_17 manylinux2014; do tags+=(--platform "${tag}_$arch"); done
   if ! "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-      --implementation cp --platform "$platform" -d "$into" "$@" >&2; then
+      --implementation cp "${tags[@]}" -d "$into" "$@" >&2; then
     die "pip could not download $*. pip needs a package index that serves TensorFlow wheels (check 'pip config list' and your proxy), or set COMPOFA_TF_WHEEL to a downloaded $wheel_name-$TF_VERSION wheel."
   fi
 }
