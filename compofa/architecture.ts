@@ -5,6 +5,7 @@
  * Small inputs (28x28) are adapted with documented parameters rather than a fork of the model:
  * the stem's and each unit's stride, a width multiplier and the input channel count.
  */
+import { createHash } from 'node:crypto';
 
 /** Activation of a unit's blocks. */
 export type Activation = 'relu' | 'h_swish';
@@ -38,6 +39,26 @@ export interface Architecture {
   readonly resolutions: readonly number[];
   readonly numClasses: number;
   readonly dropoutRate: number;
+}
+
+/**
+ * A short stable key of an architecture: the first 16 hex digits of the SHA-256 of its canonical
+ * JSON. Tables and latency profiles carry it, so a table measured for another supernet is refused.
+ */
+export function architectureKey(architecture: Architecture): string {
+  return createHash('sha256').update(canonicalJson(architecture)).digest('hex').slice(0, 16);
+}
+
+/** JSON with object keys sorted at every level, so equal values give equal text. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
 }
 
 /** Channel counts after the width multiplier. */
