@@ -42,6 +42,10 @@ export interface DesignSpace {
   readonly architecture: Architecture;
   /** Number of subnets (a float for elastic, which exceeds 2^53). */
   readonly size: number;
+  /** The expand ratios a block can have. */
+  readonly expandRatios: readonly number[];
+  /** The depthwise kernel sizes a block of unit `unit` (0-based) can have. */
+  kernelSizes(unit: number): readonly number[];
   /** Throws {@link SubnetSpecError} naming the offending unit when `spec` is outside the space. */
   validate(spec: SubnetSpec): SubnetSpec;
   /** The canonical id; `parse(format(s))` deep-equals `s`. */
@@ -143,6 +147,16 @@ export class CompoundSpace extends BaseSpace implements DesignSpace {
 
   get size(): number {
     return this.choices.length ** this.unitCount * this.architecture.resolutions.length;
+  }
+
+  get expandRatios(): readonly number[] {
+    return this.choices.map((choice) => choice.expand);
+  }
+
+  kernelSizes(unit: number): readonly number[] {
+    const kernel = this.kernels[unit];
+    if (kernel === undefined) throw new RangeError(`the compound space has no unit ${unit + 1}`);
+    return [kernel];
   }
 
   /** The choice index (into {@link choices}) of each unit of a valid spec. */
@@ -303,6 +317,14 @@ export class ElasticSpace extends BaseSpace implements DesignSpace {
     readonly choices: ElasticChoices = ELASTIC_CHOICES,
   ) {
     super(architecture);
+  }
+
+  get expandRatios(): readonly number[] {
+    return this.choices.expands;
+  }
+
+  kernelSizes(): readonly number[] {
+    return this.choices.kernels;
   }
 
   get size(): number {
