@@ -25,6 +25,7 @@ import { SE_REDUCTION } from '../compofa/cost.js';
 import { MAX_DEPTH, type DesignSpace, type SubnetSpec } from '../compofa/design-space.js';
 import { deriveSeed } from '../compofa/random.js';
 import type { TensorFlow } from './backend.js';
+import { fusedBatchNormTraining, type BatchStatistics } from './fused-ops.js';
 
 type Tensor4D = tfjs.Tensor4D;
 type Variable = tfjs.Variable;
@@ -88,6 +89,8 @@ interface PassContext {
   readonly tf: TensorFlow;
   readonly mode: ForwardMode;
   readonly recorder: BatchNormRecorder | undefined;
+  /** `train` mode only: blend the batch statistics into the moving averages. */
+  readonly updateStatistics: boolean;
 }
 
 /** A batch norm over up to `channels` channels, of which a pass uses the first `active`. */
@@ -126,6 +129,23 @@ export class ElasticBatchNorm {
         BN_EPSILON,
       );
     }
+    if (context.mode === 'train') {
+      let statistics: BatchStatistics | undefined;
+      const y = fusedBatchNormTraining(
+        tf,
+        x,
+        slice(this.gamma),
+        slice(this.beta),
+        BN_EPSILON,
+        (s) => (statistics = s),
+      );
+      if (y && statistics) {
+        if (context.updateStatistics)
+          this.updateMovingStatistics(tf, statistics.mean, statistics.variance, active);
+        tf.dispose([statistics.mean, statistics.variance]);
+        return y;
+      }
+    }
     const { mean, variance } = tf.moments(x, [0, 1, 2]);
     if (context.mode === 'calibrate') {
       context.recorder?.record(
@@ -134,14 +154,11 @@ export class ElasticBatchNorm {
         variance.dataSync() as Float32Array,
         x.shape[0],
       );
-    } else {
-      this.updateMovingStatistics(
-        tf,
-        mean as tfjs.Tensor1D,
-        variance as tfjs.Tensor1D,
-        active,
-        x.shape[0] * x.shape[1] * x.shape[2],
-      );
+    } else if (context.updateStatistics) {
+      const count = x.shape[0] * x.shape[1] * x.shape[2];
+      // Unbiased variance for the moving average, as PyTorch and Keras keep it.
+      const unbiased = variance.mul<tfjs.Tensor1D>(count / Math.max(count - 1, 1));
+      this.updateMovingStatistics(tf, mean as tfjs.Tensor1D, unbiased, active);
     }
     return tf.batchNorm4d(
       x,
@@ -161,17 +178,15 @@ export class ElasticBatchNorm {
     });
   }
 
+  /** Blends batch statistics (variance already unbiased) into the first `active` channels' moving averages. */
   private updateMovingStatistics(
     tf: TensorFlow,
     mean: tfjs.Tensor1D,
     variance: tfjs.Tensor1D,
     active: number,
-    count: number,
   ): void {
     tf.tidy(() => {
-      // Unbiased variance for the moving average, as PyTorch and Keras keep it. The loss never
-      // reads the moving averages, so no gradient flows through these assignments.
-      const unbiased = variance.mul<tfjs.Tensor1D>(count / Math.max(count - 1, 1));
+      // The loss never reads the moving averages, so no gradient flows through these assignments.
       const blend = (moving: Variable1D, batch: tfjs.Tensor1D): tfjs.Tensor1D =>
         moving
           .slice([0], [active])
@@ -179,7 +194,7 @@ export class ElasticBatchNorm {
           .add(batch.mul(1 - BN_MOMENTUM));
       this.movingMean.assign(this.withPrefix(tf, this.movingMean, blend(this.movingMean, mean)));
       this.movingVariance.assign(
-        this.withPrefix(tf, this.movingVariance, blend(this.movingVariance, unbiased)),
+        this.withPrefix(tf, this.movingVariance, blend(this.movingVariance, variance)),
       );
     });
   }
@@ -338,10 +353,20 @@ export class Supernet {
     x: Tensor4D,
     spec: SubnetSpec,
     mode: ForwardMode,
-    options: { recorder?: BatchNormRecorder; dropoutSeed?: number } = {},
+    options: {
+      recorder?: BatchNormRecorder;
+      dropoutSeed?: number;
+      /** In `train` mode, update the moving averages (default true). Sampled-subnet phases skip it: their statistics are re-calibrated per subnet anyway. */
+      updateStatistics?: boolean;
+    } = {},
   ): tfjs.Tensor2D {
     const tf = this.tf;
-    const context: PassContext = { tf, mode, recorder: options.recorder };
+    const context: PassContext = {
+      tf,
+      mode,
+      recorder: options.recorder,
+      updateStatistics: options.updateStatistics ?? true,
+    };
     let h = tf.conv2d(x, this.stem.kernel as tfjs.Tensor4D, this.stem.stride, 'same');
     h = hSwish(tf, this.stem.norm.apply(h, context));
     h = this.runBlock(

@@ -358,6 +358,7 @@ export async function trainSupernet(tf: TensorFlow, options: TrainOptions): Prom
         kdRatio,
         velocity,
         dropoutSeed: deriveSeed(seed, 'dropout', step),
+        updateStatistics: phase.subnets === 'largest',
       });
       losses.push(loss);
       step += 1;
@@ -414,6 +415,8 @@ interface StepInputs {
   readonly kdRatio: number;
   readonly velocity: Map<string, tfjs.Tensor>;
   readonly dropoutSeed: number;
+  /** Only the teacher phase's moving averages are ever used (by the teacher). */
+  readonly updateStatistics: boolean;
 }
 
 /** One optimizer step over the summed gradients of the step's subnets; returns the mean loss. */
@@ -442,6 +445,7 @@ function trainStep(tf: TensorFlow, inputs: StepInputs): number {
     const { value, grads } = tf.variableGrads(() => {
       const logits = supernet.forward(input, spec, 'train', {
         dropoutSeed: inputs.dropoutSeed + k,
+        updateStatistics: inputs.updateStatistics,
       });
       const hard = tf.losses.softmaxCrossEntropy(targets, logits, undefined, inputs.labelSmoothing);
       if (!soft) return hard as tfjs.Scalar;
