@@ -12,7 +12,7 @@
 #
 # Options: --gpu             set up @tensorflow/tfjs-node-gpu instead
 #          --copy            copy the libraries instead of symlinking them (container images)
-#          --force           rebuild the addon even when a cached one exists
+#          --force           download, extract and build again even when cached
 # Environment: COMPOFA_CACHE_DIR  cache root (default ${XDG_CACHE_HOME:-~/.cache}/compofa-operator)
 #              COMPOFA_TF_WHEEL   a TensorFlow wheel already on disk (skips the download)
 #              PYTHON             the Python whose pip downloads the wheels (default python3)
@@ -69,14 +69,19 @@ pip_download() {
 # Extracts the C API from the TensorFlow wheel $1 into $2: tensorflow/*.so.2 and the headers
 # tfjs-node's binding includes.
 extract_c_api() {
-  "$python" - "$1" "$2" <<'PY'
+  "$python" - "$@" <<'PY'
 import sys, zipfile, os, shutil
-wheel, out = sys.argv[1], sys.argv[2]
+wheel, out, expected_name, expected_version = sys.argv[1:5]
 wanted_libs = {"tensorflow/libtensorflow_cc.so.2", "tensorflow/libtensorflow_framework.so.2"}
 header_roots = ("tensorflow/include/tensorflow/c/", "tensorflow/include/tensorflow/core/platform/ctstring",
                 "tensorflow/include/tsl/platform/ctstring", "tensorflow/include/xla/tsl/c/")
 found = set()
 with zipfile.ZipFile(wheel) as z:
+    meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
+    fields = dict(line.split(": ", 1) for line in z.read(meta).decode().splitlines() if ": " in line) if meta else {}
+    found_name = fields.get("Name", "?").lower().replace("_", "-")
+    if found_name != expected_name or fields.get("Version") != expected_version:
+        sys.exit(f"{wheel} is {found_name} {fields.get('Version', '?')}, not the {expected_name}=={expected_version} wheel this set-up needs")
     for info in z.infolist():
         name = info.filename
         if name in wanted_libs:
@@ -113,7 +118,9 @@ PY
 }
 
 ensure_tensorflow_cache() {
+  [[ $force == 1 ]] && rm -rf "$tf_dir"
   if [[ -f "$tf_dir/.complete" ]]; then log "cached: $tf_dir"; return; fi
+  rm -rf "$tf_dir".partial-*
   mkdir -p "$(dirname "$tf_dir")"
   local staging; staging="$(mktemp -d "$tf_dir.partial-XXXXXX")"
   trap "rm -rf '$staging'" EXIT
@@ -125,7 +132,7 @@ ensure_tensorflow_cache() {
   fi
   [[ -f $wheel ]] || die "COMPOFA_TF_WHEEL=$wheel is not a file"
   log "extracting the C API from $(basename "$wheel")"
-  extract_c_api "$wheel" "$staging" || die "could not extract the C API from $wheel"
+  extract_c_api "$wheel" "$staging" "$wheel_name" "$TF_VERSION" || die "could not extract the C API from $wheel (see above)"
   if [[ $flavour == gpu ]]; then
     # The CUDA 12 runtime wheels are the wheel's own "and-cuda" extra: read the list from it.
     mapfile -t cuda_reqs < <("$python" - "$wheel" <<'PY'
@@ -144,27 +151,38 @@ PY
   fi
   rm -rf "$staging/wheels" "$staging/cuda-wheels"
   printf '%s %s\n' "$wheel_name" "$TF_VERSION" >"$staging/.complete"
-  rm -rf "$tf_dir" && mv "$staging" "$tf_dir"
+  rm -rf "$tf_dir" && mv -T "$staging" "$tf_dir"
   trap - EXIT
 }
 
 # Puts the cached libraries and headers where binding.gyp and the addon's RUNPATH
-# ($ORIGIN/../../deps/lib) expect them.
+# ($ORIGIN/../../deps/lib) expect them. A deps/ already made from the same cache is left alone, so
+# that a rerun never rewrites files a running process has loaded; otherwise the new deps/ is made
+# beside it and swapped in.
 link_into_package() {
-  local deps="$pkg_dir/deps" put
+  local deps="$pkg_dir/deps" stamp="$tf_dir $link_mode" put
+  if [[ -f "$deps/.compofa-source" && "$(cat "$deps/.compofa-source")" == "$stamp" && -e "$deps/lib/libtensorflow_cc.so.2" ]]; then
+    return
+  fi
+  local next="$pkg_dir/.deps.new"
+  rm -rf "$next" && mkdir -p "$next/lib"
   if [[ $link_mode == copy ]]; then put="cp -f"; else put="ln -sfn"; fi
-  rm -rf "$deps" && mkdir -p "$deps/lib"
-  $put "$tf_dir/lib/libtensorflow_cc.so.2" "$deps/lib/libtensorflow_cc.so.2"
-  $put "$tf_dir/lib/libtensorflow_framework.so.2" "$deps/lib/libtensorflow_framework.so.2"
-  ln -sfn libtensorflow_cc.so.2 "$deps/lib/libtensorflow.so"
-  ln -sfn libtensorflow_framework.so.2 "$deps/lib/libtensorflow_framework.so"
+  $put "$tf_dir/lib/libtensorflow_cc.so.2" "$next/lib/libtensorflow_cc.so.2"
+  $put "$tf_dir/lib/libtensorflow_framework.so.2" "$next/lib/libtensorflow_framework.so.2"
+  ln -sfn libtensorflow_cc.so.2 "$next/lib/libtensorflow.so"
+  ln -sfn libtensorflow_framework.so.2 "$next/lib/libtensorflow_framework.so"
   # The package's install.js treats this name as "libtensorflow already downloaded".
-  ln -sfn libtensorflow_cc.so.2 "$deps/lib/libtensorflow.so.2.9.1"
-  if [[ $link_mode == copy ]]; then cp -r "$tf_dir/include" "$deps/include"; else ln -sfn "$tf_dir/include" "$deps/include"; fi
+  ln -sfn libtensorflow_cc.so.2 "$next/lib/libtensorflow.so.2.9.1"
+  if [[ $link_mode == copy ]]; then cp -r "$tf_dir/include" "$next/include"; else ln -sfn "$tf_dir/include" "$next/include"; fi
   if [[ -d "$tf_dir/nvidia" ]]; then
     # RUNPATH of the tensorflow libraries: $ORIGIN/../nvidia/<name>/lib
-    if [[ $link_mode == copy ]]; then cp -r "$tf_dir/nvidia" "$deps/nvidia"; else ln -sfn "$tf_dir/nvidia" "$deps/nvidia"; fi
+    if [[ $link_mode == copy ]]; then cp -r "$tf_dir/nvidia" "$next/nvidia"; else ln -sfn "$tf_dir/nvidia" "$next/nvidia"; fi
   fi
+  printf '%s' "$stamp" >"$next/.compofa-source"
+  rm -rf "$pkg_dir/.deps.old"
+  [[ -e $deps ]] && mv -T "$deps" "$pkg_dir/.deps.old"
+  mv -T "$next" "$deps"
+  rm -rf "$pkg_dir/.deps.old"
 }
 
 # tfjs-node loads lib/napi-v<N> for the highest N in its package.json's binary.napi_versions that
@@ -188,15 +206,24 @@ build_addon() {
   ) || { tail -n 30 "$tf_dir/addon-build.log" >&2; die "building the addon failed; the whole log is $tf_dir/addon-build.log"; }
   [[ -f "$pkg_dir/$addon_rel" ]] || die "node-gyp finished but $pkg_dir/$addon_rel is missing"
   mkdir -p "$(dirname "$addon_cache")"
-  cp -f "$pkg_dir/$addon_rel" "$addon_cache.tmp" && mv -f "$addon_cache.tmp" "$addon_cache"
+  cp -f "$pkg_dir/$addon_rel" "$addon_cache.tmp.$$" && mv -f "$addon_cache.tmp.$$" "$addon_cache"
 }
 
+# One set-up at a time per cache: two cold runs would otherwise replace each other's libraries.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.setup-tensorflow.lock"
+flock 9
 ensure_tensorflow_cache
 link_into_package
 if [[ $force == 0 && -f $addon_cache ]]; then
-  mkdir -p "$(dirname "$pkg_dir/$addon_rel")"
-  cp -f "$addon_cache" "$pkg_dir/$addon_rel"
-  log "addon from cache: $addon_cache"
+  if cmp -s "$addon_cache" "$pkg_dir/$addon_rel"; then
+    log "addon in place: $pkg_dir/$addon_rel"
+  else
+    # A new inode through rename: a process that has the old addon loaded keeps it intact.
+    mkdir -p "$(dirname "$pkg_dir/$addon_rel")"
+    cp -f "$addon_cache" "$pkg_dir/$addon_rel.tmp.$$" && mv -f "$pkg_dir/$addon_rel.tmp.$$" "$pkg_dir/$addon_rel"
+    log "addon from cache: $addon_cache"
+  fi
 else
   build_addon
 fi
@@ -211,4 +238,4 @@ TF_CPP_MIN_LOG_LEVEL=2 node -e "
     process.exit(1);
   }
   console.error('[setup-tensorflow] @tensorflow/$package $tfjs_version: backend tensorflow, TensorFlow ' + version);
-" || die "@tensorflow/$package did not load native TensorFlow $TF_VERSION (see above)"
+" || die "@tensorflow/$package did not load native TensorFlow $TF_VERSION (see above; its libraries come from $tf_dir, and --force sets it up again)"
