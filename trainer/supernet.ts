@@ -107,11 +107,17 @@ export class ElasticBatchNorm {
     readonly channels: number,
     scope = '',
   ) {
-    const filled = (value: number): tfjs.Tensor1D => tf.fill([channels], value);
-    this.gamma = tf.variable(filled(1), true, `${scope}${name}.gamma`);
-    this.beta = tf.variable(filled(0), true, `${scope}${name}.beta`);
-    this.movingMean = tf.variable(filled(0), false, `${scope}${name}.moving_mean`);
-    this.movingVariance = tf.variable(filled(1), false, `${scope}${name}.moving_variance`);
+    // tf.variable shares the initial tensor's data: dispose the initial tensor's handle after.
+    const make = (value: number, trainable: boolean, part: string): Variable1D => {
+      const initial = tf.fill<tfjs.Rank.R1>([channels], value);
+      const variable = tf.variable(initial, trainable, `${scope}${name}.${part}`);
+      initial.dispose();
+      return variable;
+    };
+    this.gamma = make(1, true, 'gamma');
+    this.beta = make(0, true, 'beta');
+    this.movingMean = make(0, false, 'moving_mean');
+    this.movingVariance = make(1, false, 'moving_variance');
   }
 
   apply(x: Tensor4D, context: PassContext): Tensor4D {

@@ -6,7 +6,8 @@
  * bound to them but nothing runs them.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +17,8 @@ import yaml from 'js-yaml';
 import { resolveControlPlaneBinaries, type ControlPlaneBinaries } from './binaries.js';
 import { createCertificates, type ControlPlaneCertificates } from './certificates.js';
 import { freeLoopbackPort, httpsGet } from './network.js';
-import { ManagedProcess } from './processes.js';
+import { isProcessAlive } from './liveness.js';
+import { ManagedProcess, onAbnormalExit } from './processes.js';
 import { GiveUpWaiting, waitFor } from './wait.js';
 
 /** The controllers the controller-manager runs unless told otherwise. */
@@ -70,6 +72,10 @@ const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export class ControlPlane {
   private readonly processes = new Map<Component, ManagedProcess>();
   private stopped = false;
+  /** Deletes the data and keys if the process dies without stop(). */
+  private readonly forgetSecrets = onAbnormalExit(() => {
+    for (const path of this.secretPaths()) rmSync(path, { recursive: true, force: true });
+  });
 
   private constructor(
     /** Holds `logs/`, `pki/`, `etcd/` and `kubeconfig`. */
@@ -137,7 +143,8 @@ export class ControlPlane {
       await plane.startEtcd(deadline);
       await plane.startApiserver(deadline);
       await plane.writeKubeconfig();
-      await Promise.all([
+      // allSettled: when one fails, the other must have finished starting before stop() runs.
+      const started = await Promise.allSettled([
         plane.startController(
           'kube-controller-manager',
           binaries.kubeControllerManager,
@@ -153,6 +160,9 @@ export class ControlPlane {
           deadline,
         ),
       ]);
+      const failed = started.find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
+      await writeFile(join(dir, 'pids.json'), JSON.stringify(plane.pids));
     } catch (error) {
       await plane.stop();
       throw error;
@@ -283,7 +293,8 @@ export class ControlPlane {
 
   /**
    * Stops every component (scheduler and controller-manager first, etcd last), SIGKILLing any
-   * that ignores SIGTERM for 5 s, and removes etcd's data and the private keys. Logs stay in
+   * that ignores SIGTERM for 5 s, and removes etcd's data, the private keys and the kubeconfig
+   * (which embeds the admin key). Logs stay in
    * {@link logDir}. Safe to call twice.
    */
   async stop(): Promise<void> {
@@ -296,11 +307,13 @@ export class ControlPlane {
       'etcd',
     ];
     for (const name of order) await this.processes.get(name)?.stop();
-    await Promise.all(
-      [join(this.dir, 'etcd'), join(this.dir, 'pki')].map((path) =>
-        rm(path, { recursive: true, force: true }),
-      ),
-    );
+    await Promise.all(this.secretPaths().map((path) => rm(path, { recursive: true, force: true })));
+    this.forgetSecrets();
+  }
+
+  /** etcd's data, the private keys, and the kubeconfig that embeds the admin key. */
+  private secretPaths(): string[] {
+    return [join(this.dir, 'etcd'), join(this.dir, 'pki'), this.kubeconfigPath];
   }
 
   private logFile(component: Component): string {
@@ -367,7 +380,7 @@ export class ControlPlane {
     await this.awaitHealthy(
       etcd,
       async () => {
-        const response = await fetch(`${client}/health`);
+        const response = await fetch(`${client}/health`, { signal: AbortSignal.timeout(2_000) });
         return response.ok && ((await response.json()) as { health?: string }).health === 'true';
       },
       `etcd at ${client}/health`,
@@ -486,6 +499,39 @@ class ExitedError extends GiveUpWaiting {
 async function newArtifactsDir(): Promise<string> {
   const root = process.env.COMPOFA_TEST_ARTIFACTS ?? join(repoRoot, '.test-artifacts');
   await mkdir(root, { recursive: true });
+  await pruneArtifacts(root);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return mkdtemp(join(root, `control-plane-${stamp}-`));
+}
+
+/** Logs of this many ended control planes are kept; older folders are deleted. */
+const KEPT_ARTIFACTS = 20;
+
+/**
+ * Deletes the data and keys of control planes whose processes are all gone (a test process that
+ * was SIGKILLed could not), and all but the newest {@link KEPT_ARTIFACTS} such folders. Folders
+ * younger than two minutes without a pids.json may still be starting and are left alone.
+ */
+async function pruneArtifacts(root: string): Promise<void> {
+  const ended: { path: string; time: number }[] = [];
+  for (const entry of await readdir(root)) {
+    if (!entry.startsWith('control-plane-')) continue;
+    const path = join(root, entry);
+    const pids = await readFile(join(path, 'pids.json'), 'utf8').then(
+      (text) => Object.values(JSON.parse(text) as Record<string, number>),
+      () => undefined,
+    );
+    const time = (await stat(path)).mtimeMs;
+    if (pids ? pids.some(isProcessAlive) : Date.now() - time < 120_000) continue;
+    ended.push({ path, time });
+    await Promise.all(
+      ['etcd', 'pki', 'kubeconfig'].map((name) =>
+        rm(join(path, name), { recursive: true, force: true }),
+      ),
+    );
+  }
+  ended.sort((a, b) => b.time - a.time);
+  await Promise.all(
+    ended.slice(KEPT_ARTIFACTS).map(({ path }) => rm(path, { recursive: true, force: true })),
+  );
 }

@@ -5,10 +5,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, type WriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 const running = new Set<ManagedProcess>();
+const exitCleanups = new Set<() => void>();
 let exitHooksInstalled = false;
 
 function installExitHooks(): void {
@@ -17,15 +18,42 @@ function installExitHooks(): void {
   // 'exit' handlers must be synchronous: SIGKILL is the only sure way to stop a child from there.
   process.on('exit', () => {
     for (const child of running) child.killNow();
+    for (const cleanup of exitCleanups) cleanup();
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(signal, () => {
+      // Someone else handles this signal (a graceful shutdown): let them. Otherwise die of it,
+      // which runs the 'exit' handler above.
+      if (process.listenerCount(signal) > 0) return;
       for (const child of running) child.killNow();
-      // Someone else handles this signal (a graceful shutdown): let them. Otherwise die of it.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+      for (const cleanup of exitCleanups) cleanup();
+      process.kill(process.pid, signal);
     });
   }
 }
+
+/**
+ * Runs `cleanup` (synchronous) if this process exits before the returned function is called, e.g.
+ * to delete a test server's data and keys after a crash.
+ */
+export function onAbnormalExit(cleanup: () => void): () => void {
+  installExitHooks();
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
+}
+
+/**
+ * util-linux's setpriv, to give each child PR_SET_PDEATHSIG: the kernel kills it when this
+ * process dies, even by SIGKILL, when no exit handler can run.
+ */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+});
 
 /** Options of {@link ManagedProcess.start}. */
 export interface StartProcessOptions {
@@ -65,7 +93,10 @@ export class ManagedProcess {
     installExitHooks();
     const log = createWriteStream(options.logFile, { flags: 'a' });
     await once(log, 'open');
-    const child = spawn(options.command, options.args, {
+    const [command, args] = SETPRIV
+      ? [SETPRIV, ['--pdeathsig', 'KILL', '--', options.command, ...options.args]]
+      : [options.command, options.args];
+    const child = spawn(command, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ['ignore', log, log],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { waitFor } from '../harness/wait.js';
 interface Footprint {
   readonly pids: Readonly<Record<string, number>>;
   readonly ports: ControlPlanePorts;
+  readonly dir: string;
 }
 
 async function assertNothingLeft(footprint: Footprint): Promise<void> {
@@ -34,6 +35,17 @@ async function assertNothingLeft(footprint: Footprint): Promise<void> {
   );
 }
 
+/** etcd's data, the private keys and the kubeconfig with the admin key are gone; the logs stay. */
+async function assertNoSecretsLeft(footprint: Footprint): Promise<void> {
+  const left = await readdir(footprint.dir);
+  assert.deepEqual(
+    left.filter((entry) => ['etcd', 'pki', 'kubeconfig'].includes(entry)),
+    [],
+    `in ${footprint.dir}`,
+  );
+  assert.ok(left.includes('logs'));
+}
+
 const fixture = fileURLToPath(new URL('../fixtures/abandoned-control-plane.ts', import.meta.url));
 
 /** Runs the fixture in a child Node process and resolves with its footprint once it has started. */
@@ -42,6 +54,7 @@ async function abandonedControlPlane(mode: 'throw' | 'hang'): Promise<{
   /** Makes the `throw` fixture crash. */
   crash: () => void;
   interrupt: () => void;
+  kill: () => void;
   exit: Promise<[number | null, NodeJS.Signals | null]>;
 }> {
   const child = spawn(process.execPath, ['--import', 'tsx', fixture, mode], {
@@ -65,6 +78,7 @@ async function abandonedControlPlane(mode: 'throw' | 'hang'): Promise<{
     exit,
     crash: () => child.stdin.end('crash\n'),
     interrupt: () => child.kill('SIGINT'),
+    kill: () => child.kill('SIGKILL'),
   };
 }
 
@@ -105,11 +119,12 @@ describe('control plane teardown', () => {
 
   it('stop() ends every component and frees every port', async () => {
     const plane = await ControlPlane.start();
-    const footprint = { pids: plane.pids, ports: plane.ports };
+    const footprint = { pids: plane.pids, ports: plane.ports, dir: plane.dir };
     for (const port of Object.values(plane.ports))
       assert.equal(await isPortOpen(port), true, `port ${port} should be open`);
     await plane.stop();
     await assertNothingLeft(footprint);
+    await assertNoSecretsLeft(footprint);
     await plane.stop(); // a second stop is harmless
   });
 
@@ -119,6 +134,7 @@ describe('control plane teardown', () => {
     const [code] = await exit;
     assert.notEqual(code, 0);
     await assertNothingLeft(footprint);
+    await assertNoSecretsLeft(footprint);
   });
 
   it('kills the components when the test process is interrupted (Ctrl-C)', async () => {
@@ -126,6 +142,15 @@ describe('control plane teardown', () => {
     interrupt();
     const [, signal] = await exit;
     assert.equal(signal, 'SIGINT');
+    await assertNothingLeft(footprint);
+    await assertNoSecretsLeft(footprint);
+  });
+
+  it('kills the components even when the test process is SIGKILLed and can run no handler', async () => {
+    const { footprint, exit, kill } = await abandonedControlPlane('hang');
+    kill();
+    const [, signal] = await exit;
+    assert.equal(signal, 'SIGKILL');
     await assertNothingLeft(footprint);
   });
 });
