@@ -1,0 +1,694 @@
+/**
+ * Latency profiling of subnets on the machine this runs on, in the two ways OFA and CompOFA use:
+ *
+ * - `exhaustive` ({@link profileSubnets}): every subnet's extracted LayersModel (what serving
+ *   runs) is built and timed, warm-up predictions first, then timed ones on one fixed random
+ *   input. CompOFA's 243 subnets per resolution make this practical.
+ * - `lookup-table` ({@link buildLatencyLookupTable}): for spaces too large to enumerate (OFA's
+ *   elastic space), each distinct layer shape (stem, every block shape, head) is timed once as a
+ *   small LayersModel of just that layer, keyed by a canonical string of its shape; a subnet's
+ *   latency is then estimated by {@link estimateLatency} from the entries of its layers.
+ *
+ * Every timed run is `model.predict(x)` followed by `dataSync()` on the output, so the whole
+ * (asynchronous) computation is inside the measurement. Statistics are nearest-rank percentiles
+ * of the sorted samples: the median is the 50th, and so never above the 95th.
+ *
+ * The lookup-table models mirror extract.ts's layer structure (same stock layers: h-swish from a
+ * 1x1 depthwise conv, a capped ReLU and a multiply; SE as pool, reshape, two 1x1 convs) with
+ * default-initialised weights, which do not change latency. {@link lookupTableError} checks the
+ * estimates against full measurements, which also catches the two drifting apart.
+ *
+ * As OFA's tables, an estimate is the plain sum of the layers' medians. Each per-layer model also
+ * pays the fixed cost of a predict call, which a full model pays once; on the CPU backend that
+ * cost is small next to a block's (measured here: 0.1 to 0.7 ms, against a few ms per block),
+ * and subtracting it made the estimates no better, so it is not modelled.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+
+import type * as tfjs from '@tensorflow/tfjs';
+
+import { architectureKey, type Activation } from '../compofa/architecture.js';
+import { subnetShape, type BlockShape, type SubnetShape } from '../compofa/cost.js';
+import type { DesignSpace, SubnetSpec } from '../compofa/design-space.js';
+import {
+  TABLE_API_VERSION,
+  type LatencyDevice,
+  type LatencyRow,
+  type LatencyTable,
+  type TableSubject,
+} from '../compofa/tables.js';
+import type { TensorFlow, TensorFlowRuntime } from './backend.js';
+import { buildSubnetModel } from './extract.js';
+import { Supernet } from './supernet.js';
+
+type SymbolicTensor = tfjs.SymbolicTensor;
+/** Height, width and channels of a model's input (the batch size comes from the settings). */
+type InputShape = readonly [number, number, number];
+
+/** Settings of a profiling run. */
+export interface ProfileOptions {
+  /** Images per prediction. Default 1. */
+  readonly batchSize?: number;
+  /** Untimed predictions before the timed ones. Default 5 (OFA). */
+  readonly warmupRuns?: number;
+  /** Timed predictions. Default 10 (OFA). */
+  readonly timedRuns?: number;
+  /** Recorded in the table, next to the facts of {@link deviceFacts}. */
+  readonly device?: {
+    readonly nodeName?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+  };
+  /** Called after each measurement: subnets for tables, layer keys for lookup tables. */
+  readonly onProgress?: (done: number, total: number, subnet: string) => void;
+  /** Injectable clock in nanoseconds, read only around each timed run. Default process.hrtime.bigint. */
+  readonly now?: () => bigint;
+}
+
+/** One layer shape's latency in a {@link LatencyLookupTable}. */
+export interface LatencyLookupEntry {
+  readonly medianMs: number;
+  readonly p95Ms: number;
+}
+
+/** Per-layer-shape latencies of one supernet architecture on one device at one batch size. */
+export interface LatencyLookupTable {
+  readonly apiVersion: typeof TABLE_API_VERSION;
+  readonly kind: 'LatencyLookupTable';
+  readonly subject: TableSubject;
+  readonly measuredAt: string;
+  readonly device: LatencyDevice;
+  readonly batchSize: number;
+  readonly settings: { readonly warmupRuns: number; readonly timedRuns: number };
+  /** By {@link stemKey}, {@link blockKey} or {@link headKey}. */
+  readonly entries: Readonly<Record<string, LatencyLookupEntry>>;
+}
+
+/** How a lookup table's estimates compare with full measurements. */
+export interface LookupTableError {
+  readonly meanAbsolutePercentError: number;
+  readonly maxAbsolutePercentError: number;
+  readonly samples: number;
+  /** Per subnet, in the order given. */
+  readonly rows: readonly {
+    readonly subnet: string;
+    readonly estimatedMs: number;
+    readonly measuredMs: number;
+    readonly absolutePercentError: number;
+  }[];
+}
+
+interface Settings {
+  readonly batchSize: number;
+  readonly warmupRuns: number;
+  readonly timedRuns: number;
+  readonly now: () => bigint;
+}
+
+const DEFAULTS = { batchSize: 1, warmupRuns: 5, timedRuns: 10 } as const;
+/** Seed of the fixed random input. */
+const INPUT_SEED = 7;
+
+/**
+ * The hardware and software this process measures on: the CPU model (os.cpus()), the threads
+ * available to it, the TensorFlow backend and version, and on the GPU build the GPU model where
+ * the NVIDIA driver names it (omitted on CPU).
+ */
+export function deviceFacts(runtime: TensorFlowRuntime): {
+  cpuModel: string;
+  gpuModel?: string;
+  threads: number;
+  backend: string;
+  tensorflowVersion?: string;
+} {
+  const cpuModel = cpus()[0]?.model.trim().replace(/\s+/g, ' ') ?? '';
+  const gpuModel = runtime.device === 'gpu' ? nvidiaGpuModel() : undefined;
+  return {
+    cpuModel: cpuModel || 'unknown',
+    ...(gpuModel ? { gpuModel } : {}),
+    threads: Math.max(1, availableParallelism()),
+    backend: runtime.backend,
+    ...(runtime.tensorflowVersion ? { tensorflowVersion: runtime.tensorflowVersion } : {}),
+  };
+}
+
+/** The first GPU's model from the NVIDIA driver's proc files, if there are any. */
+function nvidiaGpuModel(): string | undefined {
+  const root = '/proc/driver/nvidia/gpus';
+  try {
+    for (const gpu of readdirSync(root).sort()) {
+      const text = readFileSync(join(root, gpu, 'information'), 'utf8');
+      const model = /^Model:\s*(.+)$/m.exec(text)?.[1]?.trim();
+      if (model) return model;
+    }
+  } catch {
+    // No driver, or not readable: the GPU stays unnamed.
+  }
+  return undefined;
+}
+
+/**
+ * Measures each subnet of `subnets` (validated against `space`; repeated ids measured once):
+ * builds its extracted LayersModel from a freshly initialised supernet (latency does not depend
+ * on trained weights), runs the warm-up predictions, then the timed ones on a fixed random input.
+ * Returns a `LatencyTable` (method `exhaustive`) that `parseLatencyTable` accepts for `space`.
+ */
+export async function profileSubnets(
+  runtime: TensorFlowRuntime,
+  space: DesignSpace,
+  subnets: Iterable<SubnetSpec>,
+  options: ProfileOptions = {},
+): Promise<LatencyTable> {
+  const settings = validateOptions(options);
+  const unique = new Map<string, SubnetSpec>();
+  for (const spec of subnets) {
+    space.validate(spec);
+    const id = space.format(spec);
+    if (!unique.has(id)) unique.set(id, spec);
+  }
+  if (unique.size === 0) throw new RangeError('subnets must name at least one subnet');
+  const { tf } = runtime;
+  const device = latencyDevice(runtime, options);
+  const rows: LatencyRow[] = [];
+  // Latency needs only the architecture: a supernet with its initial weights will do.
+  const supernet = new Supernet(tf, space, 0);
+  try {
+    for (const [subnet, spec] of unique) {
+      const model = buildSubnetModel(tf, supernet, spec);
+      try {
+        const input: InputShape = [
+          spec.resolution,
+          spec.resolution,
+          space.architecture.inputChannels,
+        ];
+        rows.push({ subnet, ...timeModel(tf, model, input, settings) });
+      } finally {
+        model.dispose();
+      }
+      options.onProgress?.(rows.length, unique.size, subnet);
+      await yieldToEventLoop();
+    }
+  } finally {
+    supernet.dispose();
+  }
+  return {
+    apiVersion: TABLE_API_VERSION,
+    kind: 'LatencyTable',
+    subject: { designSpace: space.kind, architectureKey: architectureKey(space.architecture) },
+    measuredAt: new Date().toISOString(),
+    device,
+    batchSize: settings.batchSize,
+    method: 'exhaustive',
+    settings: { warmupRuns: settings.warmupRuns, timedRuns: settings.timedRuns },
+    rows,
+  };
+}
+
+/**
+ * Times every distinct layer shape that a subnet of `space` can contain (the stem and head at
+ * each resolution, each block shape: per unit its first block and the shape its other blocks
+ * share, per kernel size and expand ratio) once, as a small LayersModel of just that layer.
+ * Identical shapes share one entry (keys leave out the block's name), so e.g. the three
+ * non-first blocks of a unit with one kernel and expand ratio are timed once.
+ */
+export async function buildLatencyLookupTable(
+  runtime: TensorFlowRuntime,
+  space: DesignSpace,
+  options: ProfileOptions = {},
+): Promise<LatencyLookupTable> {
+  const settings = validateOptions(options);
+  const { tf } = runtime;
+  const device = latencyDevice(runtime, options);
+  const layers = distinctLayers(space);
+  const entries: Record<string, LatencyLookupEntry> = {};
+  let done = 0;
+  for (const [key, layer] of layers) {
+    entries[key] = timeBuiltModel(tf, settings, layer.input, (input) =>
+      layer.build(new LayerBuilder(tf), input),
+    );
+    options.onProgress?.(++done, layers.size, key);
+    await yieldToEventLoop();
+  }
+  return {
+    apiVersion: TABLE_API_VERSION,
+    kind: 'LatencyLookupTable',
+    subject: { designSpace: space.kind, architectureKey: architectureKey(space.architecture) },
+    measuredAt: new Date().toISOString(),
+    device,
+    batchSize: settings.batchSize,
+    settings: { warmupRuns: settings.warmupRuns, timedRuns: settings.timedRuns },
+    entries,
+  };
+}
+
+/**
+ * The estimated median latency (ms) of `spec` from `table`: the sum of the medians of its stem,
+ * blocks and head. Throws a RangeError when the table belongs to another architecture or lacks
+ * one of the layers.
+ */
+export function estimateLatency(
+  table: LatencyLookupTable,
+  space: DesignSpace,
+  spec: SubnetSpec,
+): number {
+  return estimate(table, space, spec).medianMs;
+}
+
+/**
+ * A `LatencyTable` (method `lookup-table`) of `subnets` estimated from `table`. Its p95 is the
+ * same sum over the layers' p95s: an upper bound, since the layers' slowest runs rarely coincide.
+ */
+export function lookupLatencyTable(
+  table: LatencyLookupTable,
+  space: DesignSpace,
+  subnets: Iterable<SubnetSpec>,
+): LatencyTable {
+  const rows = new Map<string, LatencyRow>();
+  for (const spec of subnets) {
+    const subnet = space.format(space.validate(spec));
+    if (!rows.has(subnet)) rows.set(subnet, estimate(table, space, spec));
+  }
+  if (rows.size === 0) throw new RangeError('subnets must name at least one subnet');
+  return {
+    apiVersion: TABLE_API_VERSION,
+    kind: 'LatencyTable',
+    subject: table.subject,
+    measuredAt: table.measuredAt,
+    device: table.device,
+    batchSize: table.batchSize,
+    method: 'lookup-table',
+    settings: table.settings,
+    rows: [...rows.values()],
+  };
+}
+
+/**
+ * Measures `subnets` in full ({@link profileSubnets}, at the table's batch size and, unless
+ * `options` says otherwise, its warm-up and timed runs) and compares the medians with the
+ * estimates of `table`: absolute percentage errors relative to the measurement.
+ */
+export async function lookupTableError(
+  runtime: TensorFlowRuntime,
+  space: DesignSpace,
+  table: LatencyLookupTable,
+  subnets: readonly SubnetSpec[],
+  options: ProfileOptions = {},
+): Promise<LookupTableError> {
+  if (options.batchSize !== undefined && options.batchSize !== table.batchSize) {
+    throw new RangeError(
+      `batchSize ${options.batchSize} differs from the lookup table's ${table.batchSize}`,
+    );
+  }
+  const estimates = lookupLatencyTable(table, space, subnets);
+  const measured = await profileSubnets(runtime, space, subnets, {
+    ...table.settings,
+    ...options,
+    batchSize: table.batchSize,
+  });
+  const measuredBySubnet = new Map(measured.rows.map((row) => [row.subnet, row.medianMs]));
+  const rows = estimates.rows.map((row) => {
+    const measuredMs = measuredBySubnet.get(row.subnet) ?? Number.NaN;
+    return {
+      subnet: row.subnet,
+      estimatedMs: row.medianMs,
+      measuredMs,
+      absolutePercentError: (Math.abs(row.medianMs - measuredMs) / measuredMs) * 100,
+    };
+  });
+  const errors = rows.map((row) => row.absolutePercentError);
+  return {
+    meanAbsolutePercentError: errors.reduce((sum, e) => sum + e, 0) / errors.length,
+    maxAbsolutePercentError: Math.max(...errors),
+    samples: rows.length,
+    rows,
+  };
+}
+
+/** The lookup key of a subnet's stem (its input resolution and channels). */
+export function stemKey(shape: SubnetShape): string {
+  const { stem } = shape;
+  return `stem-r${shape.resolution}-i${stem.inChannels}-o${stem.outChannels}-s${stem.stride}`;
+}
+
+/** The lookup key of a block shape: every field but the block's name. */
+export function blockKey(block: BlockShape): string {
+  return [
+    'block',
+    `r${block.inputSize}`,
+    `i${block.inChannels}`,
+    `o${block.outChannels}`,
+    `m${block.midChannels}`,
+    `e${block.expandRatio}`,
+    `k${block.kernelSize}`,
+    `s${block.stride}`,
+    block.activation,
+    `se${block.squeezeExciteChannels}`,
+    block.residual ? 'res' : 'nores',
+  ].join('-');
+}
+
+/** The lookup key of the head (conv, pooling, feature layer, classifier). */
+export function headKey(shape: SubnetShape): string {
+  return [
+    'head',
+    `r${shape.headInputSize}`,
+    `i${shape.headInChannels}`,
+    `h${shape.headChannels}`,
+    `f${shape.featureChannels}`,
+    `c${shape.numClasses}`,
+  ].join('-');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function estimate(table: LatencyLookupTable, space: DesignSpace, spec: SubnetSpec): LatencyRow {
+  const expected = architectureKey(space.architecture);
+  if (table.subject.architectureKey !== expected) {
+    throw new RangeError(
+      `the lookup table is for architecture ${table.subject.architectureKey}, not ${expected}`,
+    );
+  }
+  space.validate(spec);
+  const shape = subnetShape(space.architecture, spec);
+  let medianMs = 0;
+  let p95Ms = 0;
+  const add = (key: string, layer: string): void => {
+    const entry = table.entries[key];
+    if (!entry) {
+      throw new RangeError(
+        `the lookup table has no entry for ${layer} of ${space.format(spec)} (key ${key}); rebuild it for this space`,
+      );
+    }
+    medianMs += entry.medianMs;
+    p95Ms += entry.p95Ms;
+  };
+  add(stemKey(shape), 'the stem');
+  for (const block of shape.blocks) add(blockKey(block), block.name);
+  add(headKey(shape), 'the head');
+  return { subnet: space.format(spec), medianMs, p95Ms };
+}
+
+/** A layer to time: its input shape (without batch) and how to build it on a symbolic input. */
+interface LayerToTime {
+  readonly input: InputShape;
+  readonly build: (builder: LayerBuilder, input: SymbolicTensor) => SymbolicTensor;
+}
+
+/** Every distinct stem, block and head shape of `space`, by key, in network order. */
+function distinctLayers(space: DesignSpace): Map<string, LayerToTime> {
+  const architecture = space.architecture;
+  const layers = new Map<string, LayerToTime>();
+  const add = (key: string, layer: LayerToTime): void => {
+    if (!layers.has(key)) layers.set(key, layer);
+  };
+  for (const resolution of architecture.resolutions) {
+    // The largest subnet has every block position; each position takes every kernel and expand.
+    const positions = space.largest(resolution);
+    const variants: SubnetSpec[] = [];
+    positions.units.forEach((_, unit) => {
+      for (const kernel of space.kernelSizes(unit)) {
+        for (const expand of space.expandRatios) {
+          variants.push({
+            resolution,
+            units: positions.units.map((other, u) =>
+              u === unit
+                ? {
+                    depth: other.depth,
+                    kernelSizes: Array<number>(other.depth).fill(kernel),
+                    expandRatios: Array<number>(other.depth).fill(expand),
+                  }
+                : other,
+            ),
+          });
+        }
+      }
+    });
+    for (const variant of [positions, ...variants]) {
+      // Not space.validate: the compound space couples depth and expand, these specs need not.
+      const shape = subnetShape(architecture, variant);
+      add(stemKey(shape), {
+        input: [resolution, resolution, shape.stem.inChannels],
+        build: (builder, input) => builder.stem(input, shape),
+      });
+      for (const block of shape.blocks) {
+        add(blockKey(block), {
+          input: [block.inputSize, block.inputSize, block.inChannels],
+          build: (builder, input) => builder.block(input, block),
+        });
+      }
+      add(headKey(shape), {
+        input: [shape.headInputSize, shape.headInputSize, shape.headInChannels],
+        build: (builder, input) => builder.head(input, shape, space),
+      });
+    }
+  }
+  return layers;
+}
+
+/**
+ * Builds the stem, a block or the head from stock layers with the structure extract.ts gives
+ * them (default-initialised weights: their values do not change latency).
+ */
+class LayerBuilder {
+  private count = 0;
+
+  constructor(private readonly tf: TensorFlow) {}
+
+  stem(input: SymbolicTensor, shape: SubnetShape): SymbolicTensor {
+    const h = this.conv(input, shape.stem.outChannels, 3, shape.stem.stride);
+    return this.hSwish(this.batchNorm(h));
+  }
+
+  block(input: SymbolicTensor, block: BlockShape): SymbolicTensor {
+    const tf = this.tf;
+    let h = input;
+    if (block.expandRatio !== 1) {
+      h = this.activation(this.batchNorm(this.conv(h, block.midChannels, 1, 1)), block.activation);
+    }
+    h = this.apply(
+      tf.layers.depthwiseConv2d({
+        name: this.name('depthwise'),
+        kernelSize: block.kernelSize,
+        strides: block.stride,
+        padding: 'same',
+        useBias: false,
+      }),
+      h,
+    );
+    h = this.activation(this.batchNorm(h), block.activation);
+    if (block.squeezeExciteChannels > 0) {
+      let gate = this.apply(tf.layers.globalAveragePooling2d({ name: this.name('se_pool') }), h);
+      gate = this.apply(
+        tf.layers.reshape({ name: this.name('se_4d'), targetShape: [1, 1, block.midChannels] }),
+        gate,
+      );
+      gate = this.apply(
+        tf.layers.conv2d({
+          name: this.name('se_reduce'),
+          filters: block.squeezeExciteChannels,
+          kernelSize: 1,
+          activation: 'relu',
+        }),
+        gate,
+      );
+      gate = this.apply(
+        tf.layers.conv2d({
+          name: this.name('se_expand'),
+          filters: block.midChannels,
+          kernelSize: 1,
+        }),
+        gate,
+      );
+      h = this.multiply(h, this.hSigmoid(gate));
+    }
+    h = this.batchNorm(this.conv(h, block.outChannels, 1, 1));
+    return block.residual
+      ? (tf.layers.add({ name: this.name('residual') }).apply([h, input]) as SymbolicTensor)
+      : h;
+  }
+
+  head(input: SymbolicTensor, shape: SubnetShape, space: DesignSpace): SymbolicTensor {
+    const tf = this.tf;
+    const architecture = space.architecture;
+    let h = this.hSwish(this.batchNorm(this.conv(input, shape.headChannels, 1, 1)));
+    h = this.apply(tf.layers.globalAveragePooling2d({ name: this.name('head_pool') }), h);
+    h = this.apply(
+      tf.layers.reshape({
+        name: this.name('head_4d'),
+        targetShape: [1, 1, shape.headChannels],
+      }),
+      h,
+    );
+    h = this.hSwish(this.conv(h, shape.featureChannels, 1, 1));
+    h = this.apply(tf.layers.flatten({ name: this.name('flat') }), h);
+    h = this.apply(
+      tf.layers.dropout({ name: this.name('dropout'), rate: architecture.dropoutRate }),
+      h,
+    );
+    h = this.apply(tf.layers.dense({ name: this.name('logits'), units: shape.numClasses }), h);
+    return this.apply(
+      tf.layers.activation({ name: this.name('probabilities'), activation: 'softmax' }),
+      h,
+    );
+  }
+
+  private name(kind: string): string {
+    return `lut_${kind}_${++this.count}`;
+  }
+
+  private apply(layer: tfjs.layers.Layer, input: SymbolicTensor): SymbolicTensor {
+    return layer.apply(input) as SymbolicTensor;
+  }
+
+  private conv(
+    input: SymbolicTensor,
+    filters: number,
+    kernelSize: number,
+    strides: number,
+  ): SymbolicTensor {
+    return this.apply(
+      this.tf.layers.conv2d({
+        name: this.name('conv'),
+        filters,
+        kernelSize,
+        strides,
+        padding: 'same',
+        useBias: false,
+      }),
+      input,
+    );
+  }
+
+  private batchNorm(input: SymbolicTensor): SymbolicTensor {
+    return this.apply(this.tf.layers.batchNormalization({ name: this.name('bn') }), input);
+  }
+
+  private activation(input: SymbolicTensor, kind: Activation): SymbolicTensor {
+    return kind === 'relu'
+      ? this.apply(this.tf.layers.reLU({ name: this.name('relu') }), input)
+      : this.hSwish(input);
+  }
+
+  private hSigmoid(input: SymbolicTensor): SymbolicTensor {
+    const affine = this.apply(
+      this.tf.layers.depthwiseConv2d({ name: this.name('affine'), kernelSize: 1, useBias: true }),
+      input,
+    );
+    return this.apply(this.tf.layers.reLU({ name: this.name('clip'), maxValue: 1 }), affine);
+  }
+
+  private hSwish(input: SymbolicTensor): SymbolicTensor {
+    return this.multiply(input, this.hSigmoid(input));
+  }
+
+  private multiply(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
+    return this.tf.layers.multiply({ name: this.name('multiply') }).apply([a, b]) as SymbolicTensor;
+  }
+}
+
+/** Builds a model of one input, times it and disposes it. */
+function timeBuiltModel(
+  tf: TensorFlow,
+  settings: Settings,
+  inputShape: InputShape,
+  build: (input: SymbolicTensor) => SymbolicTensor,
+): LatencyLookupEntry {
+  const input = tf.input({ shape: [...inputShape], name: 'lut_input' });
+  const model = tf.model({ inputs: input, outputs: build(input) });
+  try {
+    return timeModel(tf, model, inputShape, settings);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Warm-up, then timed `predict` + `dataSync` runs on one fixed random input. */
+function timeModel(
+  tf: TensorFlow,
+  model: tfjs.LayersModel,
+  inputShape: InputShape,
+  settings: Settings,
+): LatencyLookupEntry {
+  const x = tf.randomUniform([settings.batchSize, ...inputShape], 0, 1, 'float32', INPUT_SEED);
+  try {
+    const run = (): void => {
+      const output = model.predict(x);
+      const outputs = Array.isArray(output) ? output : [output];
+      for (const tensor of outputs) tensor.dataSync();
+      tf.dispose(outputs);
+    };
+    for (let i = 0; i < settings.warmupRuns; i++) run();
+    const samples: number[] = [];
+    for (let i = 0; i < settings.timedRuns; i++) {
+      const start = settings.now();
+      run();
+      const end = settings.now();
+      samples.push(Number(end - start) / 1e6);
+    }
+    samples.sort((a, b) => a - b);
+    return { medianMs: percentile(samples, 50), p95Ms: percentile(samples, 95) };
+  } finally {
+    x.dispose();
+  }
+}
+
+/** Nearest-rank percentile of ascending `sorted` (non-empty). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) throw new RangeError('percentile of no samples');
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1] ?? Number.NaN;
+}
+
+function latencyDevice(runtime: TensorFlowRuntime, options: ProfileOptions): LatencyDevice {
+  const nodeName = options.device?.nodeName;
+  const labels = options.device?.labels;
+  return {
+    ...(nodeName === undefined ? {} : { nodeName }),
+    ...(labels === undefined ? {} : { labels: { ...labels } }),
+    ...deviceFacts(runtime),
+  };
+}
+
+function validateOptions(options: ProfileOptions): Settings {
+  const integer = (name: string, value: number | undefined, min: number, fallback: number) => {
+    if (value === undefined) return fallback;
+    if (!Number.isSafeInteger(value) || value < min)
+      throw new RangeError(`${name} must be an integer of at least ${min}, got ${String(value)}`);
+    return value;
+  };
+  // Read as unknown: JavaScript callers and parsed configuration need not respect the types.
+  const now: unknown = options.now;
+  if (now !== undefined && typeof now !== 'function')
+    throw new RangeError('now must be a function returning nanoseconds as a bigint');
+  const onProgress: unknown = options.onProgress;
+  if (onProgress !== undefined && typeof onProgress !== 'function')
+    throw new RangeError('onProgress must be a function');
+  const device: unknown = options.device;
+  if (device !== undefined && (device === null || typeof device !== 'object'))
+    throw new RangeError('device must be an object');
+  const { nodeName, labels } = (device ?? {}) as { nodeName?: unknown; labels?: unknown };
+  if (nodeName !== undefined && (typeof nodeName !== 'string' || nodeName.length === 0))
+    throw new RangeError(
+      `device.nodeName must be a non-empty string, got ${JSON.stringify(nodeName)}`,
+    );
+  if (labels !== undefined) {
+    if (labels === null || typeof labels !== 'object' || Array.isArray(labels))
+      throw new RangeError('device.labels must be an object of strings');
+    for (const [key, value] of Object.entries(labels)) {
+      if (typeof value !== 'string' || value.length === 0)
+        throw new RangeError(`device.labels.${key} must be a non-empty string`);
+    }
+  }
+  return {
+    batchSize: integer('batchSize', options.batchSize, 1, DEFAULTS.batchSize),
+    warmupRuns: integer('warmupRuns', options.warmupRuns, 0, DEFAULTS.warmupRuns),
+    timedRuns: integer('timedRuns', options.timedRuns, 1, DEFAULTS.timedRuns),
+    now: options.now ?? (() => process.hrtime.bigint()),
+  };
+}
+
+/** Lets timers and I/O run between measurements. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
