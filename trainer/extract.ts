@@ -13,13 +13,13 @@ import { basename, dirname, join } from 'node:path';
 
 import type * as tfjs from '@tensorflow/tfjs';
 
-import { architectureKey, resolveChannels } from '../compofa/architecture.js';
+import { architectureKey, type Activation } from '../compofa/architecture.js';
+import { subnetShape, type BlockShape, type SubnetShape } from '../compofa/cost.js';
 import type { SubnetSpec } from '../compofa/design-space.js';
 import type { TensorFlow } from './backend.js';
 import {
   BN_EPSILON,
   BN_MOMENTUM,
-  type BlockChoice,
   type BlockWeights,
   type ElasticBatchNorm,
   type Supernet,
@@ -44,55 +44,21 @@ export function buildSubnetModel(
   spec: SubnetSpec,
 ): tfjs.LayersModel {
   supernet.space.validate(spec);
-  const builder = new ModelBuilder(tf);
   const architecture = supernet.space.architecture;
+  const shape = subnetShape(architecture, spec);
+  const layers = new SubnetLayers(tf, supernet);
   const input = tf.input({
     shape: [spec.resolution, spec.resolution, architecture.inputChannels],
     name: 'image',
   });
-  let h = builder.conv('stem_conv', input, supernet.stem.kernel, supernet.stem.stride);
-  h = builder.hSwish(
-    'stem_act',
-    builder.batchNorm('stem_bn', h, supernet.stem.norm, resolveChannels(architecture).stem),
-  );
-  const first = supernet.firstBlock;
-  h = builder.block(
-    supernet,
-    first,
-    { mid: first.maxMid, kernel: 3, squeezeExcite: 0, residual: true },
-    h,
-  );
-  for (const { weights, choice } of supernet.blockChoices(spec))
-    h = builder.block(supernet, weights, choice, h);
-  const channels = resolveChannels(architecture);
-  h = builder.conv('head_conv', h, supernet.head.kernel, 1);
-  h = builder.hSwish(
-    'head_act',
-    builder.batchNorm('head_bn', h, supernet.head.norm, channels.head),
-  );
-  let features = tf.layers.globalAveragePooling2d({ name: 'head_pool' }).apply(h) as SymbolicTensor;
-  features = tf.layers
-    .reshape({ targetShape: [1, 1, channels.head], name: 'head_pool_4d' })
-    .apply(features) as SymbolicTensor;
-  // The feature-mix layer is a dense layer; as a 1x1 convolution its h-swish stays 4-D.
-  const featureKernel = supernet.feature.kernel.reshape([1, 1, channels.head, channels.feature]);
-  features = builder.conv('feature_conv', features, featureKernel, 1);
-  featureKernel.dispose();
-  features = builder.hSwish('feature_act', features);
-  features = tf.layers.flatten({ name: 'feature_flat' }).apply(features) as SymbolicTensor;
-  features = tf.layers
-    .dropout({ rate: architecture.dropoutRate, name: 'dropout' })
-    .apply(features) as SymbolicTensor;
-  const logits = builder.layer(
-    tf.layers.dense({ units: architecture.numClasses, name: 'logits' }),
-    features,
-    [supernet.classifier.kernel, supernet.classifier.bias],
-  );
-  const probabilities = tf.layers
-    .activation({ activation: 'softmax', name: 'probabilities' })
-    .apply(logits) as SymbolicTensor;
-  const model = tf.model({ inputs: input, outputs: probabilities, name: 'compofa_subnet' });
-  builder.applyWeights();
+  let h = layers.stem(input, shape);
+  for (const block of shape.blocks) h = layers.block(h, block);
+  const model = tf.model({
+    inputs: input,
+    outputs: layers.head(h, shape, architecture.dropoutRate),
+    name: 'compofa_subnet',
+  });
+  layers.applyWeights();
   const metadata: SubnetModelMetadata = {
     subnet: supernet.space.format(spec),
     designSpace: supernet.space.kind,
@@ -129,23 +95,148 @@ export async function saveSubnetModel(model: tfjs.LayersModel, dir: string): Pro
   }
 }
 
-/** Creates layers and remembers the weights each needs, to set once the model is built. */
-class ModelBuilder {
+/**
+ * The stem, blocks and head of a subnet as stock tfjs layers, built from their shapes
+ * (compofa/cost.ts). With a supernet, each layer gets its sliced weights (set by
+ * {@link applyWeights} once the model exists); without one, layers keep their default
+ * initialisation, which is all latency profiling needs. One definition of the served network, so
+ * profiles time exactly what extraction produces.
+ */
+export class SubnetLayers {
   private readonly pending: { layer: tfjs.layers.Layer; weights: tfjs.Tensor[] }[] = [];
+  private count = 0;
 
-  constructor(private readonly tf: TensorFlow) {}
+  constructor(
+    private readonly tf: TensorFlow,
+    private readonly supernet?: Supernet,
+  ) {}
 
-  layer(
-    layer: tfjs.layers.Layer,
-    input: SymbolicTensor | SymbolicTensor[],
-    weights: tfjs.Tensor[],
-  ): SymbolicTensor {
-    const output = layer.apply(input) as SymbolicTensor;
-    this.pending.push({ layer, weights: weights.map((w) => w.clone()) });
-    return output;
+  stem(input: SymbolicTensor, shape: SubnetShape): SymbolicTensor {
+    const stem = this.supernet?.stem;
+    const h = this.conv('stem_conv', input, shape.stem.outChannels, 3, shape.stem.stride, () => [
+      stem?.kernel,
+    ]);
+    return this.hSwish(
+      'stem_act',
+      this.batchNorm('stem_bn', h, shape.stem.outChannels, stem?.norm),
+    );
   }
 
-  /** Sets every layer's weights and frees the copies. */
+  block(input: SymbolicTensor, block: BlockShape): SymbolicTensor {
+    const tf = this.tf;
+    const weights = this.supernet ? blockWeights(this.supernet, block.name) : undefined;
+    const name = block.name.replace('.', '_');
+    const mid = block.midChannels;
+    let h = input;
+    if (block.expandRatio !== 1) {
+      h = this.conv(`${name}_expand`, h, mid, 1, 1, () => [
+        weights?.expand?.kernel.slice([0, 0, 0, 0], [1, 1, block.inChannels, mid]),
+      ]);
+      h = this.activation(
+        `${name}_expand_act`,
+        this.batchNorm(`${name}_expand_bn`, h, mid, weights?.expand?.norm),
+        block.activation,
+      );
+    }
+    h = this.layer(
+      tf.layers.depthwiseConv2d({
+        name: this.unique(`${name}_depthwise`),
+        kernelSize: block.kernelSize,
+        strides: block.stride,
+        padding: 'same',
+        useBias: false,
+      }),
+      h,
+      () => [weights && this.supernet?.depthwiseKernel(weights, block.kernelSize, mid)],
+    );
+    h = this.activation(
+      `${name}_depthwise_act`,
+      this.batchNorm(`${name}_depthwise_bn`, h, mid, weights?.depthwise.norm),
+      block.activation,
+    );
+    const s = block.squeezeExciteChannels;
+    if (s > 0) {
+      const se = weights?.squeezeExcite;
+      let gate = tf.layers
+        .globalAveragePooling2d({ name: this.unique(`${name}_se_pool`) })
+        .apply(h) as SymbolicTensor;
+      gate = tf.layers
+        .reshape({ name: this.unique(`${name}_se_pool_4d`), targetShape: [1, 1, mid] })
+        .apply(gate) as SymbolicTensor;
+      gate = this.layer(
+        tf.layers.conv2d({
+          name: this.unique(`${name}_se_reduce`),
+          filters: s,
+          kernelSize: 1,
+          activation: 'relu',
+        }),
+        gate,
+        () => [
+          se?.reduceKernel.slice([0, 0, 0, 0], [1, 1, mid, s]),
+          se?.reduceBias.slice([0], [s]),
+        ],
+      );
+      gate = this.layer(
+        tf.layers.conv2d({ name: this.unique(`${name}_se_expand`), filters: mid, kernelSize: 1 }),
+        gate,
+        () => [
+          se?.expandKernel.slice([0, 0, 0, 0], [1, 1, s, mid]),
+          se?.expandBias.slice([0], [mid]),
+        ],
+      );
+      gate = this.hSigmoid(`${name}_se_gate`, gate);
+      h = tf.layers
+        .multiply({ name: this.unique(`${name}_se_scale`) })
+        .apply([h, gate]) as SymbolicTensor;
+    }
+    h = this.conv(`${name}_project`, h, block.outChannels, 1, 1, () => [
+      weights?.project.kernel.slice([0, 0, 0, 0], [1, 1, mid, block.outChannels]),
+    ]);
+    h = this.batchNorm(`${name}_project_bn`, h, block.outChannels, weights?.project.norm);
+    return block.residual
+      ? (tf.layers
+          .add({ name: this.unique(`${name}_residual`) })
+          .apply([h, input]) as SymbolicTensor)
+      : h;
+  }
+
+  /** Head conv, pooling, the feature-mix layer, dropout, `logits` and `probabilities`. */
+  head(input: SymbolicTensor, shape: SubnetShape, dropoutRate: number): SymbolicTensor {
+    const tf = this.tf;
+    const supernet = this.supernet;
+    let h = this.conv('head_conv', input, shape.headChannels, 1, 1, () => [supernet?.head.kernel]);
+    h = this.hSwish(
+      'head_act',
+      this.batchNorm('head_bn', h, shape.headChannels, supernet?.head.norm),
+    );
+    let features = tf.layers
+      .globalAveragePooling2d({ name: this.unique('head_pool') })
+      .apply(h) as SymbolicTensor;
+    features = tf.layers
+      .reshape({ targetShape: [1, 1, shape.headChannels], name: this.unique('head_pool_4d') })
+      .apply(features) as SymbolicTensor;
+    // The feature-mix layer is a dense layer; as a 1x1 convolution its h-swish stays 4-D.
+    features = this.conv('feature_conv', features, shape.featureChannels, 1, 1, () => [
+      supernet?.feature.kernel.reshape([1, 1, shape.headChannels, shape.featureChannels]),
+    ]);
+    features = this.hSwish('feature_act', features);
+    features = tf.layers
+      .flatten({ name: this.unique('feature_flat') })
+      .apply(features) as SymbolicTensor;
+    features = tf.layers
+      .dropout({ rate: dropoutRate, name: this.unique('dropout') })
+      .apply(features) as SymbolicTensor;
+    const logits = this.layer(
+      tf.layers.dense({ units: shape.numClasses, name: this.unique('logits') }),
+      features,
+      () => [supernet?.classifier.kernel, supernet?.classifier.bias],
+    );
+    return tf.layers
+      .activation({ activation: 'softmax', name: this.unique('probabilities') })
+      .apply(logits) as SymbolicTensor;
+  }
+
+  /** Sets every layer's weights and frees the slices. */
   applyWeights(): void {
     for (const { layer, weights } of this.pending) {
       layer.setWeights(weights);
@@ -154,153 +245,114 @@ class ModelBuilder {
     this.pending.length = 0;
   }
 
-  conv(name: string, input: SymbolicTensor, kernel: tfjs.Tensor, strides: number): SymbolicTensor {
-    const [k, , , filters] = kernel.shape as [number, number, number, number];
+  /** Layer names are unique in a model; the first use of a name keeps it (extraction's names are). */
+  private unique(name: string): string {
+    return this.names.has(name) ? `${name}_${++this.count}` : (this.names.add(name), name);
+  }
+
+  private readonly names = new Set<string>();
+
+  /** Applies `layer`; with a supernet, remembers copies of the weights `weights()` slices out of it. */
+  private layer(
+    layer: tfjs.layers.Layer,
+    input: SymbolicTensor | SymbolicTensor[],
+    weights: () => (tfjs.Tensor | undefined)[],
+  ): SymbolicTensor {
+    const output = layer.apply(input) as SymbolicTensor;
+    if (this.supernet) {
+      const tensors = this.tf.tidy(() =>
+        weights().map((w) => {
+          if (!w) throw new Error(`the supernet has no weights for layer ${layer.name}`);
+          return w.clone();
+        }),
+      );
+      this.pending.push({ layer, weights: tensors });
+    }
+    return output;
+  }
+
+  private conv(
+    name: string,
+    input: SymbolicTensor,
+    filters: number,
+    kernelSize: number,
+    strides: number,
+    weights: () => (tfjs.Tensor | undefined)[],
+  ): SymbolicTensor {
     return this.layer(
       this.tf.layers.conv2d({
-        name,
+        name: this.unique(name),
         filters,
-        kernelSize: k,
+        kernelSize,
         strides,
         padding: 'same',
         useBias: false,
       }),
       input,
-      [kernel],
+      weights,
     );
   }
 
   /** A batch norm over the first `channels` channels of `norm`. */
-  batchNorm(
+  private batchNorm(
     name: string,
     input: SymbolicTensor,
-    norm: ElasticBatchNorm,
     channels: number,
+    norm: ElasticBatchNorm | undefined,
   ): SymbolicTensor {
-    const slices = this.tf.tidy(() =>
-      [norm.gamma, norm.beta, norm.movingMean, norm.movingVariance].map((v) =>
-        v.slice([0], [channels]),
-      ),
-    );
-    const output = this.layer(
-      this.tf.layers.batchNormalization({ name, epsilon: BN_EPSILON, momentum: BN_MOMENTUM }),
+    return this.layer(
+      this.tf.layers.batchNormalization({
+        name: this.unique(name),
+        epsilon: BN_EPSILON,
+        momentum: BN_MOMENTUM,
+      }),
       input,
-      slices,
+      () =>
+        norm
+          ? [norm.gamma, norm.beta, norm.movingMean, norm.movingVariance].map((v) =>
+              v.slice([0], [channels]),
+            )
+          : [undefined],
     );
-    this.tf.dispose(slices);
-    return output;
   }
 
   /** relu6(x + 3) / 6 from stock layers: x/6 + 1/2 by a 1x1 depthwise conv, then ReLU capped at 1. */
-  hSigmoid(name: string, input: SymbolicTensor): SymbolicTensor {
+  private hSigmoid(name: string, input: SymbolicTensor): SymbolicTensor {
     const channels = input.shape[input.shape.length - 1] ?? 0;
-    const scale = this.tf.fill([1, 1, channels, 1], 1 / 6);
-    const offset = this.tf.fill([channels], 0.5);
-    const affine = this.layer(
-      this.tf.layers.depthwiseConv2d({ name: `${name}_affine`, kernelSize: 1, useBias: true }),
-      input,
-      [scale, offset],
-    );
-    this.tf.dispose([scale, offset]);
+    const layer = this.tf.layers.depthwiseConv2d({
+      name: this.unique(`${name}_affine`),
+      kernelSize: 1,
+      useBias: true,
+    });
+    const affine = layer.apply(input) as SymbolicTensor;
+    // Fixed weights, with or without a supernet.
+    this.pending.push({
+      layer,
+      weights: [this.tf.fill([1, 1, channels, 1], 1 / 6), this.tf.fill([channels], 0.5)],
+    });
     return this.tf.layers
-      .reLU({ name: `${name}_clip`, maxValue: 1 })
+      .reLU({ name: this.unique(`${name}_clip`), maxValue: 1 })
       .apply(affine) as SymbolicTensor;
   }
 
-  hSwish(name: string, input: SymbolicTensor): SymbolicTensor {
+  private hSwish(name: string, input: SymbolicTensor): SymbolicTensor {
     return this.tf.layers
-      .multiply({ name })
+      .multiply({ name: this.unique(name) })
       .apply([input, this.hSigmoid(`${name}_gate`, input)]) as SymbolicTensor;
   }
 
-  activation(name: string, input: SymbolicTensor, kind: 'relu' | 'h_swish'): SymbolicTensor {
+  private activation(name: string, input: SymbolicTensor, kind: Activation): SymbolicTensor {
     return kind === 'relu'
-      ? (this.tf.layers.reLU({ name }).apply(input) as SymbolicTensor)
+      ? (this.tf.layers.reLU({ name: this.unique(name) }).apply(input) as SymbolicTensor)
       : this.hSwish(name, input);
   }
+}
 
-  block(
-    supernet: Supernet,
-    weights: BlockWeights,
-    choice: BlockChoice,
-    input: SymbolicTensor,
-  ): SymbolicTensor {
-    const tf = this.tf;
-    const name = weights.name.replace('.', '_');
-    let h = input;
-    if (weights.expand) {
-      const kernel = weights.expand.kernel.slice(
-        [0, 0, 0, 0],
-        [1, 1, weights.inChannels, choice.mid],
-      );
-      h = this.conv(`${name}_expand`, h, kernel, 1);
-      kernel.dispose();
-      h = this.activation(
-        `${name}_expand_act`,
-        this.batchNorm(`${name}_expand_bn`, h, weights.expand.norm, choice.mid),
-        weights.activation,
-      );
-    }
-    const depthwise = supernet.depthwiseKernel(weights, choice.kernel, choice.mid);
-    h = this.layer(
-      tf.layers.depthwiseConv2d({
-        name: `${name}_depthwise`,
-        kernelSize: choice.kernel,
-        strides: weights.stride,
-        padding: 'same',
-        useBias: false,
-      }),
-      h,
-      [depthwise],
-    );
-    depthwise.dispose();
-    h = this.activation(
-      `${name}_depthwise_act`,
-      this.batchNorm(`${name}_depthwise_bn`, h, weights.depthwise.norm, choice.mid),
-      weights.activation,
-    );
-    const se = weights.squeezeExcite;
-    if (se && choice.squeezeExcite > 0) {
-      const s = choice.squeezeExcite;
-      let gate = tf.layers
-        .globalAveragePooling2d({ name: `${name}_se_pool` })
-        .apply(h) as SymbolicTensor;
-      gate = tf.layers
-        .reshape({ name: `${name}_se_pool_4d`, targetShape: [1, 1, choice.mid] })
-        .apply(gate) as SymbolicTensor;
-      const reduceKernel = se.reduceKernel.slice([0, 0, 0, 0], [1, 1, choice.mid, s]);
-      const reduceBias = se.reduceBias.slice([0], [s]);
-      const expandKernel = se.expandKernel.slice([0, 0, 0, 0], [1, 1, s, choice.mid]);
-      const expandBias = se.expandBias.slice([0], [choice.mid]);
-      const slices = [reduceKernel, reduceBias, expandKernel, expandBias];
-      gate = this.layer(
-        tf.layers.conv2d({
-          name: `${name}_se_reduce`,
-          filters: s,
-          kernelSize: 1,
-          activation: 'relu',
-        }),
-        gate,
-        [reduceKernel, reduceBias],
-      );
-      gate = this.layer(
-        tf.layers.conv2d({ name: `${name}_se_expand`, filters: choice.mid, kernelSize: 1 }),
-        gate,
-        [expandKernel, expandBias],
-      );
-      tf.dispose(slices);
-      gate = this.hSigmoid(`${name}_se_gate`, gate);
-      h = tf.layers.multiply({ name: `${name}_se_scale` }).apply([h, gate]) as SymbolicTensor;
-    }
-    const project = weights.project.kernel.slice(
-      [0, 0, 0, 0],
-      [1, 1, choice.mid, weights.outChannels],
-    );
-    h = this.conv(`${name}_project`, h, project, 1);
-    project.dispose();
-    h = this.batchNorm(`${name}_project_bn`, h, weights.project.norm, weights.outChannels);
-    return choice.residual
-      ? (tf.layers.add({ name: `${name}_residual` }).apply([h, input]) as SymbolicTensor)
-      : h;
-  }
+/** The supernet's weights of block `first` or `unit<u>.block<b>`. */
+function blockWeights(supernet: Supernet, name: string): BlockWeights {
+  if (name === 'first') return supernet.firstBlock;
+  const match = /^unit(\d+)\.block(\d+)$/.exec(name);
+  const weights = match ? supernet.units[Number(match[1]) - 1]?.[Number(match[2]) - 1] : undefined;
+  if (!weights) throw new Error(`the supernet has no block ${name}`);
+  return weights;
 }

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 
 import type * as tfjs from '@tensorflow/tfjs';
 
-import { architectureKey, type Activation } from '../compofa/architecture.js';
+import { architectureKey } from '../compofa/architecture.js';
 import { subnetShape, type BlockShape, type SubnetShape } from '../compofa/cost.js';
 import type { DesignSpace, SubnetSpec } from '../compofa/design-space.js';
 import {
@@ -40,7 +40,7 @@ import {
   type TableSubject,
 } from '../compofa/tables.js';
 import type { TensorFlow, TensorFlowRuntime } from './backend.js';
-import { buildSubnetModel } from './extract.js';
+import { buildSubnetModel, SubnetLayers } from './extract.js';
 import { Supernet } from './supernet.js';
 
 type SymbolicTensor = tfjs.SymbolicTensor;
@@ -224,9 +224,7 @@ export async function buildLatencyLookupTable(
   const entries: Record<string, LatencyLookupEntry> = {};
   let done = 0;
   for (const [key, layer] of layers) {
-    entries[key] = timeBuiltModel(tf, settings, layer.input, (input) =>
-      layer.build(new LayerBuilder(tf), input),
-    );
+    entries[key] = timeBuiltModel(tf, settings, layer.input, layer.build);
     options.onProgress?.(++done, layers.size, key);
     await yieldToEventLoop();
   }
@@ -392,7 +390,7 @@ function estimate(table: LatencyLookupTable, space: DesignSpace, spec: SubnetSpe
 /** A layer to time: its input shape (without batch) and how to build it on a symbolic input. */
 interface LayerToTime {
   readonly input: InputShape;
-  readonly build: (builder: LayerBuilder, input: SymbolicTensor) => SymbolicTensor;
+  readonly build: (layers: SubnetLayers, input: SymbolicTensor) => SymbolicTensor;
 }
 
 /** Every distinct stem, block and head shape of `space`, by key, in network order. */
@@ -429,162 +427,21 @@ function distinctLayers(space: DesignSpace): Map<string, LayerToTime> {
       const shape = subnetShape(architecture, variant);
       add(stemKey(shape), {
         input: [resolution, resolution, shape.stem.inChannels],
-        build: (builder, input) => builder.stem(input, shape),
+        build: (layers, input) => layers.stem(input, shape),
       });
       for (const block of shape.blocks) {
         add(blockKey(block), {
           input: [block.inputSize, block.inputSize, block.inChannels],
-          build: (builder, input) => builder.block(input, block),
+          build: (layers, input) => layers.block(input, block),
         });
       }
       add(headKey(shape), {
         input: [shape.headInputSize, shape.headInputSize, shape.headInChannels],
-        build: (builder, input) => builder.head(input, shape, space),
+        build: (layers, input) => layers.head(input, shape, architecture.dropoutRate),
       });
     }
   }
   return layers;
-}
-
-/**
- * Builds the stem, a block or the head from stock layers with the structure extract.ts gives
- * them (default-initialised weights: their values do not change latency).
- */
-class LayerBuilder {
-  private count = 0;
-
-  constructor(private readonly tf: TensorFlow) {}
-
-  stem(input: SymbolicTensor, shape: SubnetShape): SymbolicTensor {
-    const h = this.conv(input, shape.stem.outChannels, 3, shape.stem.stride);
-    return this.hSwish(this.batchNorm(h));
-  }
-
-  block(input: SymbolicTensor, block: BlockShape): SymbolicTensor {
-    const tf = this.tf;
-    let h = input;
-    if (block.expandRatio !== 1) {
-      h = this.activation(this.batchNorm(this.conv(h, block.midChannels, 1, 1)), block.activation);
-    }
-    h = this.apply(
-      tf.layers.depthwiseConv2d({
-        name: this.name('depthwise'),
-        kernelSize: block.kernelSize,
-        strides: block.stride,
-        padding: 'same',
-        useBias: false,
-      }),
-      h,
-    );
-    h = this.activation(this.batchNorm(h), block.activation);
-    if (block.squeezeExciteChannels > 0) {
-      let gate = this.apply(tf.layers.globalAveragePooling2d({ name: this.name('se_pool') }), h);
-      gate = this.apply(
-        tf.layers.reshape({ name: this.name('se_4d'), targetShape: [1, 1, block.midChannels] }),
-        gate,
-      );
-      gate = this.apply(
-        tf.layers.conv2d({
-          name: this.name('se_reduce'),
-          filters: block.squeezeExciteChannels,
-          kernelSize: 1,
-          activation: 'relu',
-        }),
-        gate,
-      );
-      gate = this.apply(
-        tf.layers.conv2d({
-          name: this.name('se_expand'),
-          filters: block.midChannels,
-          kernelSize: 1,
-        }),
-        gate,
-      );
-      h = this.multiply(h, this.hSigmoid(gate));
-    }
-    h = this.batchNorm(this.conv(h, block.outChannels, 1, 1));
-    return block.residual
-      ? (tf.layers.add({ name: this.name('residual') }).apply([h, input]) as SymbolicTensor)
-      : h;
-  }
-
-  head(input: SymbolicTensor, shape: SubnetShape, space: DesignSpace): SymbolicTensor {
-    const tf = this.tf;
-    const architecture = space.architecture;
-    let h = this.hSwish(this.batchNorm(this.conv(input, shape.headChannels, 1, 1)));
-    h = this.apply(tf.layers.globalAveragePooling2d({ name: this.name('head_pool') }), h);
-    h = this.apply(
-      tf.layers.reshape({
-        name: this.name('head_4d'),
-        targetShape: [1, 1, shape.headChannels],
-      }),
-      h,
-    );
-    h = this.hSwish(this.conv(h, shape.featureChannels, 1, 1));
-    h = this.apply(tf.layers.flatten({ name: this.name('flat') }), h);
-    h = this.apply(
-      tf.layers.dropout({ name: this.name('dropout'), rate: architecture.dropoutRate }),
-      h,
-    );
-    h = this.apply(tf.layers.dense({ name: this.name('logits'), units: shape.numClasses }), h);
-    return this.apply(
-      tf.layers.activation({ name: this.name('probabilities'), activation: 'softmax' }),
-      h,
-    );
-  }
-
-  private name(kind: string): string {
-    return `lut_${kind}_${++this.count}`;
-  }
-
-  private apply(layer: tfjs.layers.Layer, input: SymbolicTensor): SymbolicTensor {
-    return layer.apply(input) as SymbolicTensor;
-  }
-
-  private conv(
-    input: SymbolicTensor,
-    filters: number,
-    kernelSize: number,
-    strides: number,
-  ): SymbolicTensor {
-    return this.apply(
-      this.tf.layers.conv2d({
-        name: this.name('conv'),
-        filters,
-        kernelSize,
-        strides,
-        padding: 'same',
-        useBias: false,
-      }),
-      input,
-    );
-  }
-
-  private batchNorm(input: SymbolicTensor): SymbolicTensor {
-    return this.apply(this.tf.layers.batchNormalization({ name: this.name('bn') }), input);
-  }
-
-  private activation(input: SymbolicTensor, kind: Activation): SymbolicTensor {
-    return kind === 'relu'
-      ? this.apply(this.tf.layers.reLU({ name: this.name('relu') }), input)
-      : this.hSwish(input);
-  }
-
-  private hSigmoid(input: SymbolicTensor): SymbolicTensor {
-    const affine = this.apply(
-      this.tf.layers.depthwiseConv2d({ name: this.name('affine'), kernelSize: 1, useBias: true }),
-      input,
-    );
-    return this.apply(this.tf.layers.reLU({ name: this.name('clip'), maxValue: 1 }), affine);
-  }
-
-  private hSwish(input: SymbolicTensor): SymbolicTensor {
-    return this.multiply(input, this.hSigmoid(input));
-  }
-
-  private multiply(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.tf.layers.multiply({ name: this.name('multiply') }).apply([a, b]) as SymbolicTensor;
-  }
 }
 
 /** Builds a model of one input, times it and disposes it. */
@@ -592,10 +449,12 @@ function timeBuiltModel(
   tf: TensorFlow,
   settings: Settings,
   inputShape: InputShape,
-  build: (input: SymbolicTensor) => SymbolicTensor,
+  build: (layers: SubnetLayers, input: SymbolicTensor) => SymbolicTensor,
 ): LatencyLookupEntry {
   const input = tf.input({ shape: [...inputShape], name: 'lut_input' });
-  const model = tf.model({ inputs: input, outputs: build(input) });
+  const layers = new SubnetLayers(tf);
+  const model = tf.model({ inputs: input, outputs: build(layers, input) });
+  layers.applyWeights();
   try {
     return timeModel(tf, model, inputShape, settings);
   } finally {
