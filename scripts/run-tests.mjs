@@ -31,7 +31,8 @@ if (files.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', ...files],
+  // A hung test fails after 10 minutes instead of running into CI's limit.
+  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=600000', ...files],
   { cwd: root, stdio: 'inherit', env: { TF_CPP_MIN_LOG_LEVEL: '2', ...process.env } },
 );
 process.exit(result.status ?? 1);

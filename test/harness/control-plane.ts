@@ -119,8 +119,23 @@ export class ControlPlane {
    * quotes the failing component's log.
    */
   static async start(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
-    const started = Date.now();
     const binaries = options.binaries ?? (await resolveControlPlaneBinaries());
+    // Free ports are found by binding and releasing them; another process can take one before a
+    // component binds it. Then start again on new ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ControlPlane.startOnce({ ...options, binaries });
+      } catch (error) {
+        if (attempt >= 3 || !/address already in use/.test(String(error))) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(
+    options: ControlPlaneOptions & { binaries: ControlPlaneBinaries },
+  ): Promise<ControlPlane> {
+    const started = Date.now();
+    const binaries = options.binaries;
     const dir = options.dir ?? (await newArtifactsDir());
     await Promise.all(
       ['logs', 'pki', 'etcd'].map((sub) => mkdir(join(dir, sub), { recursive: true, mode: 0o700 })),
