@@ -491,6 +491,37 @@ function trainStep(tf: TensorFlow, inputs: StepInputs): number {
   return lossTotal / inputs.subnets.length;
 }
 
+/**
+ * The supernet of the checkpoint in `checkpointDir`, for evaluation, profiling and extraction.
+ * Refuses a checkpoint of another design space or architecture, naming the folder.
+ */
+export async function loadTrainedSupernet(
+  tf: TensorFlow,
+  space: DesignSpace,
+  checkpointDir: string,
+): Promise<{ supernet: Supernet; step: number }> {
+  const checkpoint = await loadCheckpoint<TrainingState>(checkpointDir);
+  if (!checkpoint)
+    throw new RangeError(
+      `${checkpointDir} holds no checkpoint (expected ${checkpointDir}/latest/state.json); train first`,
+    );
+  const key = architectureKey(space.architecture);
+  if (checkpoint.state.designSpace !== space.kind || checkpoint.state.architectureKey !== key) {
+    throw new RangeError(
+      `the checkpoint in ${checkpointDir} is of a ${checkpoint.state.designSpace} supernet with architecture ${checkpoint.state.architectureKey}, not ${space.kind} with ${key}: use the same --preset and --design-space as for training`,
+    );
+  }
+  const supernet = new Supernet(tf, space, checkpoint.state.seed);
+  restore(
+    tf,
+    checkpoint.tensors.filter((t) => t.name.startsWith(SUPERNET)),
+    supernet,
+    undefined,
+    new Map(),
+  );
+  return { supernet, step: checkpoint.state.step };
+}
+
 function restore(
   tf: TensorFlow,
   tensors: readonly StoredTensor[],

@@ -1,0 +1,455 @@
+#!/usr/bin/env node
+/**
+ * `compofa`: the CompOFA programs behind one command line, the same commands the operator's pods
+ * run. `compofa <command> --help` describes each; `--json` prints one machine-readable result on
+ * stdout; progress goes to stderr, with a bar and ETA on a terminal only. Exit codes: 0 done,
+ * 1 failed (the message names what and why), 2 bad usage, 3 no subnet meets the budget.
+ */
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+import { ARCHITECTURE_PRESETS, type ArchitecturePreset } from '../compofa/architecture.js';
+import { createDesignSpace, type DesignSpace, type SubnetSpec } from '../compofa/design-space.js';
+import { evolutionarySearch } from '../compofa/evolution.js';
+import { selectSubnet } from '../compofa/selection.js';
+import { joinTables, readAccuracyTable, readLatencyTable, writeTable } from '../compofa/tables.js';
+import type { DatasetSpec } from './datasets.js';
+
+/** Thrown for wrong usage; exit code 2 with the command's help. */
+class UsageError extends Error {}
+
+const COMMON = {
+  preset: { type: 'string', default: 'small' },
+  'design-space': { type: 'string', default: 'compound' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+const TABLE_INPUTS = {
+  accuracy: { type: 'string' },
+  latency: { type: 'string' },
+  'budget-ms': { type: 'string' },
+  statistic: { type: 'string', default: 'p95' },
+} as const;
+
+const DATA = {
+  dataset: { type: 'string', default: 'fashion-mnist' },
+  'dataset-path': { type: 'string' },
+  'limit-per-class': { type: 'string' },
+  seed: { type: 'string', default: '0' },
+} as const;
+
+interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  readonly options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Values, out: Output): Promise<number>;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** Where results and progress go. */
+interface Output {
+  readonly json: boolean;
+  result(human: string, machine: unknown): void;
+  progress(label: string, done: number, total: number, startedMs: number): void;
+}
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  select: {
+    summary: 'the most accurate subnet whose latency fits a budget (exhaustive)',
+    usage:
+      'compofa select --accuracy accuracy.json --latency latency.json --budget-ms 5 [--accuracy-floor 0.9] [--statistic p95|median]',
+    options: { ...COMMON, ...TABLE_INPUTS, 'accuracy-floor': { type: 'string' } },
+    async run(values, out) {
+      const { space, measurements } = await tables(values);
+      const floor =
+        values['accuracy-floor'] === undefined ? undefined : number(values, 'accuracy-floor');
+      const result = selectSubnet(measurements, {
+        latencyBudgetMs: number(values, 'budget-ms'),
+        ...(floor === undefined ? {} : { accuracyFloor: floor }),
+      });
+      out.result(
+        result.message,
+        result.ok ? { ...result, subnet: space.parse(result.selected.id) } : result,
+      );
+      return result.ok ? 0 : 3;
+    },
+  },
+  search: {
+    summary: "OFA's evolutionary search over the same tables (the baseline)",
+    usage:
+      'compofa search --accuracy accuracy.json --latency latency.json --budget-ms 5 [--generations 500] [--population 100] [--seed 0]',
+    options: {
+      ...COMMON,
+      ...TABLE_INPUTS,
+      generations: { type: 'string', default: '500' },
+      population: { type: 'string', default: '100' },
+      seed: { type: 'string', default: '0' },
+    },
+    async run(values, out) {
+      const { space, measurements } = await tables(values);
+      const byId = new Map(measurements.map((m) => [m.id, m]));
+      const result = evolutionarySearch(
+        space,
+        (spec) => byId.get(space.format(spec)),
+        number(values, 'budget-ms'),
+        {
+          generations: integer(values, 'generations'),
+          populationSize: integer(values, 'population'),
+          seed: integer(values, 'seed'),
+        },
+      );
+      out.result(
+        result.found
+          ? `${result.id}: accuracy ${(result.accuracy * 100).toFixed(2)}% at ${result.latencyMs} ms (${result.evaluations} subnets evaluated)`
+          : result.message,
+        result,
+      );
+      return result.found ? 0 : 3;
+    },
+  },
+  train: {
+    summary: 'train the supernet: teacher, then compound (or progressive-shrinking) phases',
+    usage:
+      'compofa train --checkpoint-dir ckpt [--preset small] [--dataset fashion-mnist] [--epochs-scale 0.01] [--batch-size 64] [--checkpoint-every 100]',
+    options: {
+      ...COMMON,
+      ...DATA,
+      'checkpoint-dir': { type: 'string' },
+      'epochs-scale': { type: 'string', default: '1' },
+      'batch-size': { type: 'string', default: '64' },
+      'checkpoint-every': { type: 'string', default: '100' },
+    },
+    async run(values, out) {
+      const { tf, space, dataset } = await trainingInputs(values, 'training');
+      const { paperSchedule, scaleSchedule, trainSupernet } = await import('./train.js');
+      const started = Date.now();
+      const result = await trainSupernet(tf, {
+        space,
+        dataset,
+        phases: scaleSchedule(paperSchedule(space.kind), number(values, 'epochs-scale')),
+        batchSize: integer(values, 'batch-size'),
+        seed: integer(values, 'seed'),
+        checkpointDir: required(values, 'checkpoint-dir'),
+        checkpointEverySteps: integer(values, 'checkpoint-every'),
+        onProgress: (p) => {
+          out.progress(
+            `${p.phase} epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)}`,
+            p.step,
+            p.totalSteps,
+            started,
+          );
+        },
+      });
+      const summary = {
+        steps: result.step,
+        totalSteps: result.totalSteps,
+        resumedFromStep: result.resumedFromStep ?? null,
+        finalLoss: result.losses.at(-1) ?? null,
+        checkpointDir: values['checkpoint-dir'],
+      };
+      out.result(
+        `trained ${result.step} of ${result.totalSteps} steps${result.resumedFromStep === undefined ? '' : ` (resumed at ${result.resumedFromStep})`}; checkpoint in ${String(values['checkpoint-dir'])}`,
+        summary,
+      );
+      return 0;
+    },
+  },
+  evaluate: {
+    summary: 'the accuracy table: every subnet, batch norm re-calibrated per subnet',
+    usage:
+      'compofa evaluate --checkpoint-dir ckpt --out accuracy.json [--subnets id,id,...] [--calibration-images 2000]',
+    options: {
+      ...COMMON,
+      ...DATA,
+      'checkpoint-dir': { type: 'string' },
+      out: { type: 'string' },
+      subnets: { type: 'string' },
+      'calibration-images': { type: 'string', default: '2000' },
+    },
+    async run(values, out) {
+      const { tf, space, dataset } = await trainingInputs(values, 'evaluation');
+      const { loadTrainedSupernet } = await import('./train.js');
+      const { evaluateSubnets } = await import('./evaluate.js');
+      const { supernet, step } = await loadTrainedSupernet(
+        tf,
+        space,
+        required(values, 'checkpoint-dir'),
+      );
+      const started = Date.now();
+      const table = evaluateSubnets(tf, supernet, dataset, {
+        ...subnetList(space, values),
+        calibrationImages: integer(values, 'calibration-images'),
+        seed: integer(values, 'seed'),
+        settings: { checkpointStep: step },
+        onProgress: (done, total, row) => {
+          out.progress(row.subnet, done, total, started);
+        },
+      });
+      await writeOut(required(values, 'out'), table);
+      const best = [...table.rows].sort((a, b) => b.accuracy - a.accuracy)[0];
+      out.result(
+        `${table.rows.length} subnets evaluated; best ${best?.subnet ?? '-'} at ${((best?.accuracy ?? 0) * 100).toFixed(2)}%; written to ${String(values.out)}`,
+        { out: values.out, rows: table.rows.length, best },
+      );
+      return 0;
+    },
+  },
+  profile: {
+    summary: 'the latency table of this machine: every subnet (or --subnets) timed',
+    usage:
+      'compofa profile --out latency.json [--batch-size 1] [--warmup-runs 5] [--timed-runs 10] [--subnets id,id,...]',
+    options: {
+      ...COMMON,
+      out: { type: 'string' },
+      subnets: { type: 'string' },
+      'batch-size': { type: 'string', default: '1' },
+      'warmup-runs': { type: 'string', default: '5' },
+      'timed-runs': { type: 'string', default: '10' },
+    },
+    async run(values, out) {
+      const { loadTensorFlow } = await import('./backend.js');
+      const { profileSubnets } = await import('./profile.js');
+      const space = designSpace(values);
+      const runtime = await loadTensorFlow({ purpose: 'profiling' });
+      const subnets = subnetList(space, values).subnets ?? defaultSubnets(space);
+      const started = Date.now();
+      const table = await profileSubnets(runtime, space, subnets, {
+        batchSize: integer(values, 'batch-size'),
+        warmupRuns: integer(values, 'warmup-runs'),
+        timedRuns: integer(values, 'timed-runs'),
+        ...(process.env.NODE_NAME ? { device: { nodeName: process.env.NODE_NAME } } : {}),
+        onProgress: (done, total, subnet) => {
+          out.progress(subnet, done, total, started);
+        },
+      });
+      await writeOut(required(values, 'out'), table);
+      out.result(
+        `${table.rows.length} subnets profiled on ${table.device.cpuModel}; written to ${String(values.out)}`,
+        { out: values.out, rows: table.rows.length, device: table.device },
+      );
+      return 0;
+    },
+  },
+  extract: {
+    summary: 'one subnet as a standard TensorFlow.js model (model.json + weights)',
+    usage:
+      'compofa extract --checkpoint-dir ckpt --subnet r28-d2e3-d3e4-d4e6-d2e3-d3e4 --out model-dir [--calibration-images 2000]',
+    options: {
+      ...COMMON,
+      ...DATA,
+      'checkpoint-dir': { type: 'string' },
+      subnet: { type: 'string' },
+      out: { type: 'string' },
+      'calibration-images': { type: 'string', default: '2000' },
+    },
+    async run(values, out) {
+      const { tf, space, dataset } = await trainingInputs(values, 'extraction');
+      const { loadTrainedSupernet } = await import('./train.js');
+      const { buildSubnetModel, saveSubnetModel } = await import('./extract.js');
+      const spec = parseSubnet(space, required(values, 'subnet'));
+      const { supernet } = await loadTrainedSupernet(tf, space, required(values, 'checkpoint-dir'));
+      const count = Math.min(integer(values, 'calibration-images'), dataset.train.count);
+      const size = dataset.resolution * dataset.resolution * dataset.channels;
+      const calibration = tf.tensor4d(dataset.train.images.subarray(0, count * size), [
+        count,
+        dataset.resolution,
+        dataset.resolution,
+        dataset.channels,
+      ]);
+      supernet.recalibrate(spec, [calibration]);
+      calibration.dispose();
+      const model = buildSubnetModel(tf, supernet, spec);
+      const target = required(values, 'out');
+      await saveSubnetModel(model, target);
+      out.result(`${space.format(spec)} extracted to ${target}`, {
+        out: target,
+        subnet: space.format(spec),
+      });
+      return 0;
+    },
+  },
+};
+
+function number(values: Values, name: string): number {
+  const text = required(values, name);
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new UsageError(`--${name} must be a number, got '${text}'`);
+  return value;
+}
+
+function integer(values: Values, name: string): number {
+  const value = number(values, name);
+  if (!Number.isInteger(value)) throw new UsageError(`--${name} must be an integer, got ${value}`);
+  return value;
+}
+
+function required(values: Values, name: string): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function designSpace(values: Values): DesignSpace {
+  const preset = required(values, 'preset');
+  if (!(preset in ARCHITECTURE_PRESETS))
+    throw new UsageError(
+      `--preset must be one of ${Object.keys(ARCHITECTURE_PRESETS).join(', ')}, got '${preset}'`,
+    );
+  const kind = required(values, 'design-space');
+  if (kind !== 'compound' && kind !== 'elastic')
+    throw new UsageError(`--design-space must be compound or elastic, got '${kind}'`);
+  return createDesignSpace(kind, ARCHITECTURE_PRESETS[preset as ArchitecturePreset]);
+}
+
+function parseSubnet(space: DesignSpace, id: string): SubnetSpec {
+  try {
+    return space.parse(id);
+  } catch (error) {
+    throw new UsageError(`--subnet: ${(error as Error).message}`);
+  }
+}
+
+function subnetList(space: DesignSpace, values: Values): { subnets?: SubnetSpec[] } {
+  const text = values.subnets;
+  return typeof text === 'string'
+    ? { subnets: text.split(',').map((id) => parseSubnet(space, id.trim())) }
+    : {};
+}
+
+function defaultSubnets(space: DesignSpace): Iterable<SubnetSpec> {
+  if ('enumerate' in space && typeof space.enumerate === 'function')
+    return (space.enumerate as () => Iterable<SubnetSpec>)();
+  throw new UsageError('the elastic space is too large to profile whole: pass --subnets');
+}
+
+async function tables(
+  values: Values,
+): Promise<{ space: DesignSpace; measurements: ReturnType<typeof joinTables>['measurements'] }> {
+  const space = designSpace(values);
+  const statistic = required(values, 'statistic');
+  if (statistic !== 'p95' && statistic !== 'median')
+    throw new UsageError(`--statistic must be p95 or median, got '${statistic}'`);
+  const [accuracy, latency] = await Promise.all([
+    readAccuracyTable(required(values, 'accuracy'), space),
+    readLatencyTable(required(values, 'latency'), space),
+  ]);
+  return {
+    space,
+    measurements: joinTables(accuracy, latency, statistic).measurements,
+  };
+}
+
+async function trainingInputs(values: Values, purpose: 'training' | 'evaluation' | 'extraction') {
+  const space = designSpace(values);
+  const { loadTensorFlow } = await import('./backend.js');
+  const { loadDataset } = await import('./datasets.js');
+  const { tf } = await loadTensorFlow({ purpose });
+  const architecture = space.architecture;
+  const kind = required(values, 'dataset');
+  const limit =
+    values['limit-per-class'] === undefined
+      ? {}
+      : { limitPerClass: integer(values, 'limit-per-class') };
+  const spec: DatasetSpec | undefined =
+    kind === 'fashion-mnist' || kind === 'mnist'
+      ? { kind, ...limit }
+      : kind === 'imagefolder'
+        ? { kind, path: required(values, 'dataset-path') }
+        : undefined;
+  if (!spec)
+    throw new UsageError(`--dataset must be fashion-mnist, mnist or imagefolder, got '${kind}'`);
+  const resolution = architecture.resolutions.at(-1) ?? 0;
+  const dataset = await loadDataset(spec, {
+    resolution,
+    channels: architecture.inputChannels,
+    seed: integer(values, 'seed'),
+  });
+  return { tf, space, dataset };
+}
+
+async function writeOut(path: string, table: Parameters<typeof writeTable>[1]): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeTable(path, table);
+}
+
+function createOutput(json: boolean): Output {
+  const bar = !json && process.stderr.isTTY;
+  return {
+    json,
+    result(human, machine) {
+      if (bar) process.stderr.write('\n');
+      process.stdout.write(json ? `${JSON.stringify(machine)}\n` : `${human}\n`);
+    },
+    progress(label, done, total, startedMs) {
+      if (!bar) return;
+      const width = 30;
+      const filled = Math.round((done / total) * width);
+      const elapsed = (Date.now() - startedMs) / 1000;
+      const eta = done > 0 ? Math.round((elapsed / done) * (total - done)) : 0;
+      process.stderr.write(
+        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ETA ${eta}s ${label.slice(0, 40)}\x1b[K`,
+      );
+    },
+  };
+}
+
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  return [
+    'compofa: train a CompOFA supernet, measure its subnets, and pick and extract the right one per device.',
+    '',
+    'Usage: compofa <command> [options]    (compofa <command> --help for its options)',
+    '',
+    ...Object.entries(COMMANDS).map(
+      ([name, command]) => `  ${name.padEnd(width)}  ${command.summary}`,
+    ),
+    '',
+    'Common options: --preset small|imagenet, --design-space compound|elastic, --json',
+    'Exit codes: 0 done, 1 failed, 2 bad usage, 3 no subnet meets the budget.',
+  ].join('\n');
+}
+
+/** Runs the command line `args` and resolves with the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${help()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`compofa: unknown command '${name}'\n\n${help()}\n`);
+    return 2;
+  }
+  try {
+    const { values } = parseArgs({
+      args: [...rest],
+      options: command.options,
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help === true) {
+      process.stdout.write(`${name}: ${command.summary}\n\nUsage: ${command.usage}\n`);
+      return 0;
+    }
+    return await command.run(values as Values, createOutput(values.json === true));
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (
+      error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      process.stderr.write(`compofa ${name}: ${message}\nUsage: ${command.usage}\n`);
+      return 2;
+    }
+    process.stderr.write(`compofa ${name}: ${message}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '')) {
+  process.exitCode = await main(process.argv.slice(2));
+}
