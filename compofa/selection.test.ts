@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { Random } from './random.js';
-import { paretoFront, selectSubnet, type SubnetMeasurement } from './selection.js';
+import { paretoFront, selectSubnet, SubnetSelector, type SubnetMeasurement } from './selection.js';
 
 function randomTable(random: Random, size: number): SubnetMeasurement[] {
   return Array.from({ length: size }, (_, i) => ({
@@ -42,6 +42,17 @@ describe('selectSubnet', () => {
           assert.equal(result.reason, 'NothingFitsBudget');
         }
       }
+    }
+  });
+
+  it('answers many budgets from one SubnetSelector exactly as brute force does', () => {
+    const random = new Random(99);
+    const table = randomTable(random, 243);
+    const selector = new SubnetSelector(table);
+    for (let budget = 0.25; budget <= 32; budget += 0.25) {
+      const result = selector.select({ latencyBudgetMs: budget });
+      const expected = bruteForce(table, budget);
+      assert.deepEqual(result.ok ? result.selected : undefined, expected, `budget ${budget}`);
     }
   });
 

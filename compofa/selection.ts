@@ -74,58 +74,86 @@ export function validatePolicy(policy: SelectionPolicy): void {
   }
 }
 
-/** The most accurate subnet within budget, by exhaustive scan (243 rows per resolution for compound). */
+/** The most accurate subnet within budget; see {@link SubnetSelector} to answer many budgets. */
 export function selectSubnet(
   measurements: readonly SubnetMeasurement[],
   policy: SelectionPolicy,
 ): SelectionResult {
-  validatePolicy(policy);
-  if (measurements.length === 0) {
-    return {
-      ok: false,
-      reason: 'NoMeasurements',
-      message: 'there are no subnets with both an accuracy and a latency to choose from',
-    };
+  return new SubnetSelector(measurements).select(policy);
+}
+
+/**
+ * Selection over one table for any number of budgets (a fleet of targets on one device class).
+ * Every row is considered once, when the selector is made: the most accurate subnet within any
+ * budget lies on the Pareto front, so each budget is then a binary search on the front.
+ */
+export class SubnetSelector {
+  private readonly front: readonly SubnetMeasurement[];
+  private readonly frontLatencies: Float64Array;
+  private readonly latencies: Float64Array;
+  private readonly fastest: SubnetMeasurement | undefined;
+
+  constructor(measurements: readonly SubnetMeasurement[]) {
+    this.front = paretoFront(measurements);
+    this.frontLatencies = Float64Array.from(this.front, (m) => m.latencyMs);
+    this.latencies = Float64Array.from(measurements, (m) => m.latencyMs).sort();
+    this.fastest = this.front[0];
   }
-  let best: SubnetMeasurement | undefined;
-  let fastest: SubnetMeasurement | undefined;
-  let feasible = 0;
-  for (const candidate of measurements) {
-    if (
-      !fastest ||
-      candidate.latencyMs < fastest.latencyMs ||
-      (candidate.latencyMs === fastest.latencyMs && compareForSelection(candidate, fastest) < 0)
-    ) {
-      fastest = candidate;
+
+  select(policy: SelectionPolicy): SelectionResult {
+    validatePolicy(policy);
+    const fastest = this.fastest;
+    if (!fastest) {
+      return {
+        ok: false,
+        reason: 'NoMeasurements',
+        message: 'there are no subnets with both an accuracy and a latency to choose from',
+      };
     }
-    if (candidate.latencyMs > policy.latencyBudgetMs) continue;
-    feasible += 1;
-    if (!best || compareForSelection(candidate, best) < 0) best = candidate;
-  }
-  if (!best) {
-    const closest = fastest as SubnetMeasurement;
+    const best =
+      this.front[
+        lastAtMost(
+          this.front.map((m) => m.latencyMs),
+          policy.latencyBudgetMs,
+        )
+      ];
+    if (!best) {
+      return {
+        ok: false,
+        reason: 'NothingFitsBudget',
+        fastest,
+        message: `no subnet meets the ${ms(policy.latencyBudgetMs)} budget; the fastest, ${fastest.id}, takes ${ms(fastest.latencyMs)} (accuracy ${percent(fastest.accuracy)})`,
+      };
+    }
+    if (policy.accuracyFloor !== undefined && best.accuracy < policy.accuracyFloor) {
+      return {
+        ok: false,
+        reason: 'BelowAccuracyFloor',
+        best,
+        message: `the most accurate subnet within ${ms(policy.latencyBudgetMs)}, ${best.id}, reaches ${percent(best.accuracy)}, below the floor of ${percent(policy.accuracyFloor)}`,
+      };
+    }
+    const feasible = lastAtMost(this.latencies, policy.latencyBudgetMs) + 1;
     return {
-      ok: false,
-      reason: 'NothingFitsBudget',
-      fastest: closest,
-      message: `no subnet meets the ${ms(policy.latencyBudgetMs)} budget; the fastest, ${closest.id}, takes ${ms(closest.latencyMs)} (accuracy ${percent(closest.accuracy)})`,
+      ok: true,
+      reason: 'Selected',
+      selected: best,
+      feasible,
+      message: `${best.id}: accuracy ${percent(best.accuracy)} at ${ms(best.latencyMs)} within ${ms(policy.latencyBudgetMs)} (${feasible} of ${this.latencies.length} subnets fit)`,
     };
   }
-  if (policy.accuracyFloor !== undefined && best.accuracy < policy.accuracyFloor) {
-    return {
-      ok: false,
-      reason: 'BelowAccuracyFloor',
-      best,
-      message: `the most accurate subnet within ${ms(policy.latencyBudgetMs)}, ${best.id}, reaches ${percent(best.accuracy)}, below the floor of ${percent(policy.accuracyFloor)}`,
-    };
+}
+
+/** The index of the last value <= `limit` in ascending `values`, or -1. */
+function lastAtMost(values: ArrayLike<number>, limit: number): number {
+  let low = 0;
+  let high = values.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((values[middle] ?? Infinity) <= limit) low = middle + 1;
+    else high = middle;
   }
-  return {
-    ok: true,
-    reason: 'Selected',
-    selected: best,
-    feasible,
-    message: `${best.id}: accuracy ${percent(best.accuracy)} at ${ms(best.latencyMs)} within ${ms(policy.latencyBudgetMs)} (${feasible} of ${measurements.length} subnets fit)`,
-  };
+  return low - 1;
 }
 
 /**
