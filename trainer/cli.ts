@@ -113,7 +113,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   train: {
     summary: 'train the supernet: teacher, then compound (or progressive-shrinking) phases',
     usage:
-      'compofa train --checkpoint-dir ckpt [--preset small] [--dataset fashion-mnist] [--epochs-scale 0.01] [--batch-size 64] [--checkpoint-every 100]',
+      'compofa train --checkpoint-dir ckpt [--resume] [--preset small] [--dataset fashion-mnist] [--epochs-scale 0.01] [--batch-size 64] [--checkpoint-every 100]',
     options: {
       ...COMMON,
       ...DATA,
@@ -121,8 +121,17 @@ const COMMANDS: Readonly<Record<string, Command>> = {
       'epochs-scale': { type: 'string', default: '1' },
       'batch-size': { type: 'string', default: '64' },
       'checkpoint-every': { type: 'string', default: '100' },
+      resume: { type: 'boolean', default: false },
     },
     async run(values, out) {
+      const checkpointDir = required(values, 'checkpoint-dir');
+      const { loadCheckpoint } = await import('./checkpoint.js');
+      // Never continue someone else's run by accident, nor start over on top of one.
+      if (values.resume !== true && (await loadCheckpoint(checkpointDir))) {
+        throw new UsageError(
+          `${checkpointDir} already holds a checkpoint: pass --resume to continue it, or choose another --checkpoint-dir`,
+        );
+      }
       const { tf, space, dataset } = await trainingInputs(values, 'training');
       const { paperSchedule, scaleSchedule, trainSupernet } = await import('./train.js');
       const started = Date.now();
@@ -132,7 +141,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
         phases: scaleSchedule(paperSchedule(space.kind), number(values, 'epochs-scale')),
         batchSize: integer(values, 'batch-size'),
         seed: integer(values, 'seed'),
-        checkpointDir: required(values, 'checkpoint-dir'),
+        checkpointDir,
         checkpointEverySteps: integer(values, 'checkpoint-every'),
         onProgress: (p) => {
           out.progress(
