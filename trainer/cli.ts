@@ -40,6 +40,15 @@ const DATA = {
   seed: { type: 'string', default: '0' },
 } as const;
 
+/** Options of the commands that read a trained checkpoint and re-calibrate batch norm. */
+const CHECKPOINT = {
+  ...COMMON,
+  ...DATA,
+  'checkpoint-dir': { type: 'string' },
+  out: { type: 'string' },
+  'calibration-images': { type: 'string', default: '2000' },
+} as const;
+
 interface Command {
   readonly summary: string;
   readonly usage: string;
@@ -170,23 +179,10 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'the accuracy table: every subnet, batch norm re-calibrated per subnet',
     usage:
       'compofa evaluate --checkpoint-dir ckpt --out accuracy.json [--subnets id,id,...] [--calibration-images 2000]',
-    options: {
-      ...COMMON,
-      ...DATA,
-      'checkpoint-dir': { type: 'string' },
-      out: { type: 'string' },
-      subnets: { type: 'string' },
-      'calibration-images': { type: 'string', default: '2000' },
-    },
+    options: { ...CHECKPOINT, subnets: { type: 'string' } },
     async run(values, out) {
-      const { tf, space, dataset } = await trainingInputs(values, 'evaluation');
-      const { loadTrainedSupernet } = await import('./train.js');
+      const { tf, space, dataset, supernet, step } = await trainedSupernet(values, 'evaluation');
       const { evaluateSubnets } = await import('./evaluate.js');
-      const { supernet, step } = await loadTrainedSupernet(
-        tf,
-        space,
-        required(values, 'checkpoint-dir'),
-      );
       const started = Date.now();
       const table = evaluateSubnets(tf, supernet, dataset, {
         ...subnetList(space, values),
@@ -246,30 +242,22 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'one subnet as a standard TensorFlow.js model (model.json + weights)',
     usage:
       'compofa extract --checkpoint-dir ckpt --subnet r28-d2e3-d3e4-d4e6-d2e3-d3e4 --out model-dir [--calibration-images 2000]',
-    options: {
-      ...COMMON,
-      ...DATA,
-      'checkpoint-dir': { type: 'string' },
-      subnet: { type: 'string' },
-      out: { type: 'string' },
-      'calibration-images': { type: 'string', default: '2000' },
-    },
+    options: { ...CHECKPOINT, subnet: { type: 'string' } },
     async run(values, out) {
-      const { tf, space, dataset } = await trainingInputs(values, 'extraction');
-      const { loadTrainedSupernet } = await import('./train.js');
+      const { tf, space, dataset, supernet } = await trainedSupernet(values, 'extraction');
       const { buildSubnetModel, saveSubnetModel } = await import('./extract.js');
+      const { calibrationBatches, recalibrateFor } = await import('./evaluate.js');
       const spec = parseSubnet(space, required(values, 'subnet'));
-      const { supernet } = await loadTrainedSupernet(tf, space, required(values, 'checkpoint-dir'));
-      const count = Math.min(integer(values, 'calibration-images'), dataset.train.count);
-      const size = dataset.resolution * dataset.resolution * dataset.channels;
-      const calibration = tf.tensor4d(dataset.train.images.subarray(0, count * size), [
-        count,
-        dataset.resolution,
-        dataset.resolution,
-        dataset.channels,
-      ]);
-      supernet.recalibrate(spec, [calibration]);
-      calibration.dispose();
+      // The same seeded re-calibration set as `evaluate`, so the model matches its table row.
+      const calibration = calibrationBatches(
+        tf,
+        dataset,
+        integer(values, 'calibration-images'),
+        200,
+        integer(values, 'seed'),
+      );
+      recalibrateFor(tf, supernet, spec, calibration);
+      tf.dispose(calibration);
       const model = buildSubnetModel(tf, supernet, spec);
       const target = required(values, 'out');
       await saveSubnetModel(model, target);
@@ -377,6 +365,18 @@ async function trainingInputs(values: Values, purpose: 'training' | 'evaluation'
     seed: integer(values, 'seed'),
   });
   return { tf, space, dataset };
+}
+
+/** The dataset and the supernet of `--checkpoint-dir`. */
+async function trainedSupernet(values: Values, purpose: 'evaluation' | 'extraction') {
+  const inputs = await trainingInputs(values, purpose);
+  const { loadTrainedSupernet } = await import('./train.js');
+  const trained = await loadTrainedSupernet(
+    inputs.tf,
+    inputs.space,
+    required(values, 'checkpoint-dir'),
+  );
+  return { ...inputs, ...trained };
 }
 
 async function writeOut(path: string, table: Parameters<typeof writeTable>[1]): Promise<void> {

@@ -64,22 +64,11 @@ export function evaluateSubnets(
   const saved = [...supernet.variables]
     .filter(([name]) => /moving_(mean|variance)$/.test(name))
     .map(([, v]) => [v, v.clone()] as const);
-  const calibration = calibrationBatches(
-    tf,
-    dataset.train,
-    calibrationCount,
-    calibrationBatchSize,
-    shape,
-    seed,
-  );
+  const calibration = calibrationBatches(tf, dataset, calibrationCount, calibrationBatchSize, seed);
   const rows: AccuracyRow[] = [];
   try {
     for (const spec of subnets) {
-      const resized = calibration.map((batch) => resize(tf, batch, spec.resolution));
-      supernet.recalibrate(spec, resized);
-      resized.forEach((batch, i) => {
-        if (batch !== calibration[i]) batch.dispose();
-      });
+      recalibrateFor(tf, supernet, spec, calibration);
       const { correct, loss } = score(
         tf,
         supernet,
@@ -135,15 +124,19 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-/** A fixed, seeded subset of the training images, as batches kept for every subnet. */
-function calibrationBatches(
+/**
+ * A fixed, seeded subset of `count` training images in batches, kept for every subnet: the
+ * batch-norm re-calibration set of evaluation and extraction alike. The caller disposes them.
+ */
+export function calibrationBatches(
   tf: TensorFlow,
-  split: Split,
+  dataset: Dataset,
   count: number,
   batchSize: number,
-  shape: readonly [number, number, number],
   seed: number,
 ): tfjs.Tensor4D[] {
+  const split = dataset.train;
+  const shape = [dataset.resolution, dataset.resolution, dataset.channels] as const;
   const size = shape[0] * shape[1] * shape[2];
   const order = new Random(deriveSeed(seed, 'calibration'))
     .shuffled(Array.from({ length: split.count }, (_, i) => i))
@@ -158,6 +151,20 @@ function calibrationBatches(
     out.push(tf.tensor4d(images, [indices.length, ...shape]));
   }
   return out;
+}
+
+/** Re-calibrates `spec`'s batch norm on `calibration`, resized to the subnet's resolution. */
+export function recalibrateFor(
+  tf: TensorFlow,
+  supernet: Supernet,
+  spec: SubnetSpec,
+  calibration: readonly tfjs.Tensor4D[],
+): void {
+  const resized = calibration.map((batch) => resize(tf, batch, spec.resolution));
+  supernet.recalibrate(spec, resized);
+  resized.forEach((batch, i) => {
+    if (batch !== calibration[i]) batch.dispose();
+  });
 }
 
 function resize(tf: TensorFlow, images: tfjs.Tensor4D, resolution: number): tfjs.Tensor4D {
