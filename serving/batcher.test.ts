@@ -281,7 +281,7 @@ describe('MicroBatcher', () => {
 
   it('rejects a batch whose run throws or returns the wrong length', async () => {
     let calls = 0;
-    const { batcher } = setup({
+    const { batcher, clock } = setup({
       maxQueueDelayMs: 0,
       run: () => {
         calls++;
@@ -289,9 +289,26 @@ describe('MicroBatcher', () => {
         return Promise.resolve(new Float32Array(3));
       },
     });
-    await assert.rejects(batcher.submit(request(1, 1)), /synchronous failure/);
-    await assert.rejects(batcher.submit(request(1, 2)), /model returned 3 values for 2 rows of 2/);
+    const first = batcher.submit(request(1, 1));
+    clock.advance(0);
+    await assert.rejects(first, /synchronous failure/);
+    const second = batcher.submit(request(1, 2));
+    clock.advance(0);
+    await assert.rejects(second, /model returned 3 values for 2 rows of 2/);
     assert.equal(batcher.inFlight, 0);
+  });
+
+  it('starts a batch that is due by its delay from a timer, so requests of the same turn join it', async () => {
+    const { batcher, model, clock } = setup({ maxQueueDelayMs: 0, maxBatchSize: 8 });
+    model.auto = true;
+    const a = batcher.submit(request(1, 1));
+    const b = batcher.submit(request(2, 2));
+    assert.equal(model.calls.length, 0, 'no model call from inside submit');
+    clock.advance(0);
+    assert.equal(model.calls.length, 1);
+    assert.equal(model.call(0).batch, 3);
+    assert.deepEqual(await a, expected(1, 1));
+    assert.deepEqual(await b, expected(2, 2));
   });
 
   it('refuses requests with 503 beyond maxQueuedRows', async () => {

@@ -60,8 +60,9 @@ const REAL_TIMERS: BatcherTimers = {
  *   and a batch stops before the first request that would take it past `maxBatchSize` (a request
  *   larger than `maxBatchSize` is run alone).
  * - When the model is free, a batch is run as soon as it is full (the queue holds at least
- *   `maxBatchSize` rows) or its oldest request has waited `maxQueueDelayMs`; otherwise it waits for
- *   more requests until then. While the model runs, the next batch fills up.
+ *   `maxBatchSize` rows), or from a timer once its oldest request has waited `maxQueueDelayMs`
+ *   (so requests read in the same turn of the event loop join it). While the model runs, the
+ *   next batch fills up.
  * - Each caller gets its own rows of the output (a copy); an error from `run` (or `onBatch`)
  *   rejects every request of that batch and no other.
  * - Backpressure: {@link submit} rejects with HttpError 503 when its rows would take the queue
@@ -155,21 +156,28 @@ export class MicroBatcher {
     return this.queue.length === 0 && this.running === 0;
   }
 
-  /** Runs the next batch if the model is free and the batch is due, else sets the timer. */
-  private pump(): void {
+  /**
+   * Runs the next batch if the model is free and the batch is full; otherwise decides in a timer.
+   * A batch that is due only by its delay is started from the timer, never from `submit`: the
+   * model call blocks the event loop, and requests that arrived during the previous call are
+   * still being read in this turn of the loop, so starting now would leave them for later.
+   */
+  private pump(fromTimer = false): void {
     if (this.running > 0) return;
     const oldest = this.queue[0];
     if (oldest === undefined) return;
     const { maxBatchSize, maxQueueDelayMs } = this.options;
     const waited = this.timers.now() - oldest.enqueuedAt;
-    const due =
-      this.queued >= maxBatchSize || waited >= maxQueueDelayMs || this.drainWaiters.length > 0;
-    if (!due) {
+    const full = this.queued >= maxBatchSize || this.drainWaiters.length > 0;
+    if (!full && !(fromTimer && waited >= maxQueueDelayMs)) {
       this.timer ??= {
-        handle: this.timers.setTimeout(() => {
-          this.timer = undefined;
-          this.pump();
-        }, maxQueueDelayMs - waited),
+        handle: this.timers.setTimeout(
+          () => {
+            this.timer = undefined;
+            this.pump(true);
+          },
+          Math.max(0, maxQueueDelayMs - waited),
+        ),
       };
       return;
     }
