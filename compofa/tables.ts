@@ -356,11 +356,16 @@ export async function readLatencyTable(path: string, space?: DesignSpace): Promi
   return parseLatencyTable(await readJsonFile(path), path, space);
 }
 
+/** The JSON text of a table, as files and report ConfigMaps hold it. */
+export function formatTable(table: AccuracyTable | LatencyTable): string {
+  return `${JSON.stringify(table, null, 2)}\n`;
+}
+
 /** Writes a table as JSON through a temporary file and a rename, so readers never see half a file. */
 export async function writeTable(path: string, table: AccuracyTable | LatencyTable): Promise<void> {
   const temporary = `${path}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await writeFile(temporary, `${JSON.stringify(table, null, 2)}\n`);
+    await writeFile(temporary, formatTable(table));
     await rename(temporary, path);
   } catch (error) {
     await rm(temporary, { force: true });

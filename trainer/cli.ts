@@ -13,8 +13,15 @@ import { ARCHITECTURE_PRESETS, type ArchitecturePreset } from '../compofa/archit
 import { createDesignSpace, type DesignSpace, type SubnetSpec } from '../compofa/design-space.js';
 import { evolutionarySearch } from '../compofa/evolution.js';
 import { selectSubnet } from '../compofa/selection.js';
-import { joinTables, readAccuracyTable, readLatencyTable, writeTable } from '../compofa/tables.js';
+import {
+  formatTable,
+  joinTables,
+  readAccuracyTable,
+  readLatencyTable,
+  writeTable,
+} from '../compofa/tables.js';
 import type { DatasetSpec } from './datasets.js';
+import type { ConfigMapReporter } from './report.js';
 
 /** Thrown for wrong usage; exit code 2 with the command's help. */
 class UsageError extends Error {}
@@ -24,6 +31,8 @@ const COMMON = {
   'design-space': { type: 'string', default: 'compound' },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
+  /** In a pod: the ConfigMap (NAME or NAMESPACE/NAME) that receives progress and results. */
+  'report-configmap': { type: 'string' },
 } as const;
 
 const TABLE_INPUTS = {
@@ -58,11 +67,27 @@ interface Command {
 
 type Values = Record<string, string | boolean | undefined>;
 
-/** Where results and progress go. */
+/** One progress update of a long command. */
+interface Progress {
+  /** What the operator shows as the stage: a training phase, `evaluation`, `profiling`. */
+  readonly stage: string;
+  /** The bar's text. */
+  readonly label: string;
+  readonly done: number;
+  readonly total: number;
+  readonly startedMs: number;
+  /** The command's own estimate; else the pace since `startedMs`. */
+  readonly etaSeconds?: number;
+  readonly epoch?: number;
+}
+
+/** Where results and progress go: the terminal, and the report ConfigMap when there is one. */
 interface Output {
   readonly json: boolean;
   result(human: string, machine: unknown): void;
-  progress(label: string, done: number, total: number, startedMs: number): void;
+  progress(update: Progress): void;
+  /** Hands a finished table to the operator (no-op without --report-configmap). */
+  publish(key: string, content: string): Promise<void>;
 }
 
 const COMMANDS: Readonly<Record<string, Command>> = {
@@ -153,12 +178,15 @@ const COMMANDS: Readonly<Record<string, Command>> = {
         checkpointDir,
         checkpointEverySteps: integer(values, 'checkpoint-every'),
         onProgress: (p) => {
-          out.progress(
-            `${p.phase} epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)}`,
-            p.step,
-            p.totalSteps,
-            started,
-          );
+          out.progress({
+            stage: p.phase,
+            label: `${p.phase} epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)}`,
+            done: p.step,
+            total: p.totalSteps,
+            startedMs: started,
+            etaSeconds: p.etaSeconds,
+            epoch: p.epoch + 1,
+          });
         },
       });
       const summary = {
@@ -168,6 +196,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
         finalLoss: result.losses.at(-1) ?? null,
         checkpointDir: values['checkpoint-dir'],
       };
+      await out.publish('train.json', JSON.stringify(summary));
       out.result(
         `trained ${result.step} of ${result.totalSteps} steps${result.resumedFromStep === undefined ? '' : ` (resumed at ${result.resumedFromStep})`}; checkpoint in ${String(values['checkpoint-dir'])}`,
         summary,
@@ -190,10 +219,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
         seed: integer(values, 'seed'),
         settings: { checkpointStep: step },
         onProgress: (done, total, row) => {
-          out.progress(row.subnet, done, total, started);
+          out.progress({ stage: 'evaluation', label: row.subnet, done, total, startedMs: started });
         },
       });
       await writeOut(required(values, 'out'), table);
+      await out.publish('accuracy.json', formatTable(table));
       const best = [...table.rows].sort((a, b) => b.accuracy - a.accuracy)[0];
       out.result(
         `${table.rows.length} subnets evaluated; best ${best?.subnet ?? '-'} at ${((best?.accuracy ?? 0) * 100).toFixed(2)}%; written to ${String(values.out)}`,
@@ -227,10 +257,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
         timedRuns: integer(values, 'timed-runs'),
         ...(process.env.NODE_NAME ? { device: { nodeName: process.env.NODE_NAME } } : {}),
         onProgress: (done, total, subnet) => {
-          out.progress(subnet, done, total, started);
+          out.progress({ stage: 'profiling', label: subnet, done, total, startedMs: started });
         },
       });
       await writeOut(required(values, 'out'), table);
+      await out.publish('latency.json', formatTable(table));
       out.result(
         `${table.rows.length} subnets profiled on ${table.device.cpuModel}; written to ${String(values.out)}`,
         { out: values.out, rows: table.rows.length, device: table.device },
@@ -244,7 +275,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
       'compofa extract --checkpoint-dir ckpt --subnet r28-d2e3-d3e4-d4e6-d2e3-d3e4 --out model-dir [--calibration-images 2000]',
     options: { ...CHECKPOINT, subnet: { type: 'string' } },
     async run(values, out) {
-      const { tf, space, dataset, supernet } = await trainedSupernet(values, 'extraction');
+      const { tf, space, dataset, supernet, step } = await trainedSupernet(values, 'extraction');
       const { buildSubnetModel, saveSubnetModel } = await import('./extract.js');
       const { calibrationBatches, recalibrateFor } = await import('./evaluate.js');
       const spec = parseSubnet(space, required(values, 'subnet'));
@@ -261,6 +292,10 @@ const COMMANDS: Readonly<Record<string, Command>> = {
       const model = buildSubnetModel(tf, supernet, spec);
       const target = required(values, 'out');
       await saveSubnetModel(model, target);
+      await out.publish(
+        'extract.json',
+        JSON.stringify({ subnet: space.format(spec), out: target, checkpointStep: step }),
+      );
       out.result(`${space.format(spec)} extracted to ${target}`, {
         out: target,
         subnet: space.format(spec),
@@ -384,7 +419,7 @@ async function writeOut(path: string, table: Parameters<typeof writeTable>[1]): 
   await writeTable(path, table);
 }
 
-function createOutput(json: boolean): Output {
+function createOutput(json: boolean, reporter: ConfigMapReporter | undefined): Output {
   const bar = !json && process.stderr.isTTY;
   return {
     json,
@@ -392,15 +427,30 @@ function createOutput(json: boolean): Output {
       if (bar) process.stderr.write('\n');
       process.stdout.write(json ? `${JSON.stringify(machine)}\n` : `${human}\n`);
     },
-    progress(label, done, total, startedMs) {
+    progress(update) {
+      const { done, total, startedMs } = update;
+      const now = Date.now();
+      const elapsed = (now - startedMs) / 1000;
+      const eta =
+        update.etaSeconds ?? (done > 0 ? Math.round((elapsed / done) * (total - done)) : undefined);
+      reporter?.progress({
+        stage: update.stage,
+        step: done,
+        totalSteps: total,
+        ...(update.epoch === undefined ? {} : { epoch: update.epoch }),
+        ...(elapsed > 0 && done > 0 ? { stepsPerSecond: done / elapsed } : {}),
+        ...(eta === undefined ? {} : { eta: new Date(now + eta * 1000).toISOString() }),
+        updatedAt: new Date(now).toISOString(),
+      });
       if (!bar) return;
       const width = 30;
       const filled = Math.round((done / total) * width);
-      const elapsed = (Date.now() - startedMs) / 1000;
-      const eta = done > 0 ? Math.round((elapsed / done) * (total - done)) : 0;
       process.stderr.write(
-        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ETA ${eta}s ${label.slice(0, 40)}\x1b[K`,
+        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ETA ${Math.round(eta ?? 0)}s ${update.label.slice(0, 40)}\x1b[K`,
       );
+    },
+    async publish(key, content) {
+      await reporter?.publish(key, content);
     },
   };
 }
@@ -444,7 +494,18 @@ export async function main(args: readonly string[]): Promise<number> {
       process.stdout.write(`${name}: ${command.summary}\n\nUsage: ${command.usage}\n`);
       return 0;
     }
-    return await command.run(values as Values, createOutput(values.json === true));
+    const reportTo = values['report-configmap'];
+    let reporter: ConfigMapReporter | undefined;
+    if (typeof reportTo === 'string') {
+      // client-node is loaded only by pods that report to the operator.
+      const report = await import('./report.js');
+      reporter = report.ConfigMapReporter.fromEnvironment(report.parseReportTarget(reportTo));
+    }
+    try {
+      return await command.run(values as Values, createOutput(values.json === true, reporter));
+    } finally {
+      await reporter?.flush();
+    }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (
