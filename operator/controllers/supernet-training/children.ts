@@ -1,0 +1,173 @@
+/**
+ * What a SupernetTraining owns, computed from its spec alone: the report ConfigMap with its narrow
+ * RBAC, the training Job and, once training succeeded, the evaluation Job. Pure functions, so the
+ * reconciler only compares and applies.
+ *
+ * Every generation of the spec trains into its own folder (`g<generation>`) of the artifacts
+ * volume; a replaced pod of the same generation resumes from the checkpoint there.
+ */
+import { posix } from 'node:path';
+
+import type { V1Job, V1OwnerReference, V1ResourceRequirements } from '@kubernetes/client-node';
+
+import type { SupernetTraining as SupernetTrainingResource } from '../../api/index.js';
+import type { OperatorConfig } from '../../config.js';
+import type { Stored } from '../objects.js';
+import { childLabels, childName, TRAINING_LABEL } from '../names.js';
+import {
+  ARTIFACTS_MOUNT,
+  artifactsVolume,
+  compofaContainer,
+  compofaJob,
+  ownedMeta,
+  reporterObjects,
+  securePodSpec,
+  type ReporterObjects,
+} from '../pods.js';
+
+/** A SupernetTraining read from the API server. */
+export type SupernetTraining = Stored<SupernetTrainingResource>;
+
+/** Where the imagefolder dataset's own volume is mounted. */
+const DATASET_MOUNT = '/dataset';
+
+/** The two Jobs of a training run. */
+export type TrainingStage = 'train' | 'evaluate';
+
+/** Names of a training's children. */
+export function trainingChildNames(training: SupernetTraining, generation: number) {
+  const name = training.metadata.name;
+  return {
+    report: childName(name, 'report'),
+    train: childName(name, `train-g${generation}`),
+    evaluate: childName(name, `evaluate-g${generation}`),
+  };
+}
+
+/** Paths on the artifacts volume, as the pods see them. */
+export function trainingPaths(training: SupernetTraining, generation: number) {
+  const base = posix.join(
+    ARTIFACTS_MOUNT,
+    training.spec.artifacts.subPath ?? training.metadata.name,
+  );
+  const run = posix.join(base, `g${generation}`);
+  return {
+    run,
+    checkpoint: posix.join(run, 'checkpoint'),
+    accuracyTable: posix.join(run, 'accuracy.json'),
+    models: posix.join(run, 'models'),
+  };
+}
+
+/** The report ConfigMap and the service account that may patch only it. */
+export function trainingReporter(
+  training: SupernetTraining,
+  owner: V1OwnerReference,
+): ReporterObjects {
+  const name = trainingChildNames(training, 0).report;
+  const labels = childLabels({ [TRAINING_LABEL]: training.metadata.name }, 'training');
+  return reporterObjects(ownedMeta(name, training.metadata.namespace, labels, owner));
+}
+
+/** The Job of `stage` for the training's current generation. */
+export function trainingJob(
+  training: SupernetTraining,
+  stage: TrainingStage,
+  generation: number,
+  owner: V1OwnerReference,
+  config: OperatorConfig,
+): V1Job {
+  const { spec, metadata } = training;
+  const names = trainingChildNames(training, generation);
+  const paths = trainingPaths(training, generation);
+  const dataset = spec.dataset ?? {};
+  const artifacts = artifactsVolume(spec.artifacts.claimName, false);
+  const volumes = [artifacts.volume];
+  const mounts = [artifacts.mount];
+  let datasetPath: string | undefined;
+  if (dataset.type === 'imagefolder' && dataset.path !== undefined) {
+    if (dataset.claimName !== undefined) {
+      volumes.push({
+        name: 'dataset',
+        persistentVolumeClaim: { claimName: dataset.claimName, readOnly: true },
+      });
+      mounts.push({ name: 'dataset', mountPath: DATASET_MOUNT, readOnly: true });
+      datasetPath = posix.join(DATASET_MOUNT, dataset.path);
+    } else {
+      datasetPath = posix.join(ARTIFACTS_MOUNT, dataset.path);
+    }
+  }
+  const common = [
+    ...['--preset', spec.architecture?.preset ?? 'small'],
+    ...['--design-space', spec.designSpace ?? 'compound'],
+    ...['--dataset', dataset.type ?? 'fashion-mnist'],
+    ...(datasetPath === undefined ? [] : ['--dataset-path', datasetPath]),
+    ...(dataset.limitPerClass === undefined
+      ? []
+      : ['--limit-per-class', String(dataset.limitPerClass)]),
+    ...['--seed', String(spec.schedule?.seed ?? 0)],
+    ...['--checkpoint-dir', paths.checkpoint],
+    ...['--report-configmap', names.report],
+    '--json',
+  ];
+  const args =
+    stage === 'train'
+      ? [
+          'train',
+          ...common,
+          ...['--epochs-scale', String(spec.schedule?.epochsScale ?? 1)],
+          ...['--batch-size', String(spec.schedule?.batchSize ?? 64)],
+          ...['--checkpoint-every', String(spec.artifacts.checkpointEverySteps ?? 100)],
+          // A replaced pod continues the checkpoint of this generation instead of starting over.
+          '--resume',
+        ]
+      : ['evaluate', ...common, ...['--out', paths.accuracyTable]];
+  const jobName = stage === 'train' ? names.train : names.evaluate;
+  const labels = childLabels(
+    { [TRAINING_LABEL]: metadata.name },
+    stage === 'train' ? 'training' : 'evaluation',
+  );
+  return compofaJob(
+    config,
+    ownedMeta(jobName, metadata.namespace, labels, owner),
+    securePodSpec(config, {
+      restartPolicy: 'Never',
+      serviceAccountName: names.report,
+      containers: [
+        compofaContainer(config, {
+          name: 'compofa',
+          image: spec.image ?? config.trainerImage,
+          command: ['compofa'],
+          args,
+          resources: trainingResources(training),
+          volumeMounts: mounts,
+        }),
+      ],
+      volumes,
+      ...(spec.nodeSelector ? { nodeSelector: spec.nodeSelector } : {}),
+      ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+    }),
+  );
+}
+
+/** GPUs as request and limit of their extended resource; CPU and memory as requested. */
+function trainingResources(training: SupernetTraining): V1ResourceRequirements {
+  const resources = training.spec.resources ?? {};
+  const gpus = resources.gpus ?? 1;
+  const requests: Record<string, string> = {};
+  const limits: Record<string, string> = {};
+  if (gpus > 0) {
+    const gpu = resources.gpuResourceName ?? 'nvidia.com/gpu';
+    requests[gpu] = String(gpus);
+    limits[gpu] = String(gpus);
+  }
+  if (resources.cpu !== undefined) requests.cpu = String(resources.cpu);
+  if (resources.memory !== undefined) {
+    requests.memory = String(resources.memory);
+    limits.memory = String(resources.memory);
+  }
+  return {
+    ...(Object.keys(requests).length > 0 ? { requests } : {}),
+    ...(Object.keys(limits).length > 0 ? { limits } : {}),
+  };
+}
