@@ -168,14 +168,19 @@ export interface ReporterObjects {
 }
 
 /**
- * The report ConfigMap `name` and a service account of the same name with `get` and `patch` on
- * that ConfigMap alone: all a reporting pod needs of the API. The ConfigMap is applied without
- * `data`, so the operator never owns (or clears) what the pod wrote.
+ * The report ConfigMap `configMapName` and a service account `metadata.name` (with its Role and
+ * RoleBinding) allowed `get` and `patch` on that ConfigMap alone: all a reporting pod needs of
+ * the API. The ConfigMap is applied without `data`, so the operator never owns (or clears) what
+ * the pod wrote.
  */
-export function reporterObjects(metadata: ChildMeta): ReporterObjects {
+export function reporterObjects(metadata: ChildMeta, configMapName: string): ReporterObjects {
   const { name, namespace } = metadata;
   return {
-    configMap: { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta(metadata) },
+    configMap: {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: meta({ ...metadata, name: configMapName }),
+    },
     serviceAccount: {
       apiVersion: 'v1',
       kind: 'ServiceAccount',
@@ -190,7 +195,7 @@ export function reporterObjects(metadata: ChildMeta): ReporterObjects {
         {
           apiGroups: [''],
           resources: ['configmaps'],
-          resourceNames: [name],
+          resourceNames: [configMapName],
           verbs: ['get', 'patch'],
         },
       ],

@@ -62,7 +62,7 @@ describe('the children of a SupernetTraining', () => {
     assert.equal(flag(args, '--seed'), '7');
     assert.equal(flag(args, '--checkpoint-every'), '20');
     assert.equal(flag(args, '--checkpoint-dir'), '/artifacts/runs/a/g3/checkpoint');
-    assert.equal(flag(args, '--report-configmap'), 'fmnist-report');
+    assert.equal(flag(args, '--report-configmap'), 'fmnist-g3');
     assert.ok(args.includes('--resume'));
     assert.equal(container?.image, DEFAULT_OPERATOR_CONFIG.trainerImage);
     assert.deepEqual(job.metadata.ownerReferences, [OWNER]);
@@ -152,7 +152,7 @@ describe('the children of a SupernetTraining', () => {
     assert.equal(security?.readOnlyRootFilesystem, true);
     assert.equal(security.allowPrivilegeEscalation, false);
     assert.deepEqual(security.capabilities?.drop, ['ALL']);
-    assert.equal(pod.serviceAccountName, 'fmnist-report');
+    assert.equal(pod.serviceAccountName, 'fmnist-reporter');
   });
 
   it('fails the Job at once when compofa exits with its usage code', () => {
@@ -165,19 +165,20 @@ describe('the children of a SupernetTraining', () => {
   });
 
   it('lets the report service account patch only its own ConfigMap', () => {
-    const reporter = trainingReporter(training(), OWNER);
-    assert.equal(reporter.configMap.metadata?.name, 'fmnist-report');
+    const reporter = trainingReporter(training(), 3, OWNER);
+    assert.equal(reporter.configMap.metadata?.name, 'fmnist-g3');
+    assert.equal(reporter.serviceAccount.metadata?.name, 'fmnist-reporter');
     assert.equal(reporter.configMap.data, undefined, 'the operator never owns the reported data');
     assert.deepEqual(reporter.role.rules, [
       {
         apiGroups: [''],
         resources: ['configmaps'],
-        resourceNames: ['fmnist-report'],
+        resourceNames: ['fmnist-g3'],
         verbs: ['get', 'patch'],
       },
     ]);
     assert.deepEqual(reporter.roleBinding.subjects, [
-      { kind: 'ServiceAccount', name: 'fmnist-report', namespace: 'ml' },
+      { kind: 'ServiceAccount', name: 'fmnist-reporter', namespace: 'ml' },
     ]);
   });
 

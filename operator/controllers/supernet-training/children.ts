@@ -34,11 +34,15 @@ const DATASET_MOUNT = '/dataset';
 /** The two Jobs of a training run. */
 export type TrainingStage = 'train' | 'evaluate';
 
-/** Names of a training's children. */
+/**
+ * Names of a training's children. Each generation reports into its own ConfigMap, so a new spec
+ * never reads the previous one's progress or table as its own.
+ */
 export function trainingChildNames(training: SupernetTraining, generation: number) {
   const name = training.metadata.name;
   return {
-    report: childName(name, 'report'),
+    reporter: childName(name, 'reporter'),
+    report: childName(name, `g${generation}`),
     train: childName(name, `train-g${generation}`),
     evaluate: childName(name, `evaluate-g${generation}`),
   };
@@ -59,14 +63,18 @@ export function trainingPaths(training: SupernetTraining, generation: number) {
   };
 }
 
-/** The report ConfigMap and the service account that may patch only it. */
+/** The generation's report ConfigMap and the service account that may patch only it. */
 export function trainingReporter(
   training: SupernetTraining,
+  generation: number,
   owner: V1OwnerReference,
 ): ReporterObjects {
-  const name = trainingChildNames(training, 0).report;
+  const names = trainingChildNames(training, generation);
   const labels = childLabels({ [TRAINING_LABEL]: training.metadata.name }, 'training');
-  return reporterObjects(ownedMeta(name, training.metadata.namespace, labels, owner));
+  return reporterObjects(
+    ownedMeta(names.reporter, training.metadata.namespace, labels, owner),
+    names.report,
+  );
 }
 
 /** The Job of `stage` for the training's current generation. */
@@ -132,7 +140,7 @@ export function trainingJob(
     ownedMeta(jobName, metadata.namespace, labels, owner),
     securePodSpec(config, {
       restartPolicy: 'Never',
-      serviceAccountName: names.report,
+      serviceAccountName: names.reporter,
       containers: [
         compofaContainer(config, {
           name: 'compofa',
