@@ -18,7 +18,12 @@ export function jobState(job: V1Job | undefined): JobState {
   const conditions = job.status?.conditions ?? [];
   const isTrue = (type: string) => conditions.find((c) => c.type === type && c.status === 'True');
   if (isTrue('Complete')) {
-    return { kind: 'succeeded', completedAt: job.status?.completionTime ?? undefined };
+    // Informer caches hold raw JSON: times are strings there, Dates from typed reads.
+    const completed: unknown = job.status?.completionTime;
+    return {
+      kind: 'succeeded',
+      completedAt: completed === undefined ? undefined : new Date(completed as string | Date),
+    };
   }
   const failed = isTrue('Failed');
   if (failed) {

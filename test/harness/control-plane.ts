@@ -29,6 +29,8 @@ export const DEFAULT_CONTROLLERS = [
   'garbage-collector-controller',
   'namespace-controller',
   'serviceaccount-controller',
+  // Binds the claims of pods' volumes, without which the scheduler keeps them Pending.
+  'persistentvolume-binder-controller',
 ] as const;
 
 /** Options of {@link ControlPlane.start}. */
@@ -264,6 +266,51 @@ export class ControlPlane {
       },
     };
     return core.replaceNodeStatus({ name: spec.name, body: node });
+  }
+
+  /**
+   * Creates PersistentVolumeClaim `name` in `namespace` with a hostPath PersistentVolume bound to
+   * it, and waits until the claim is Bound (what a storage provisioner would do), so that pods
+   * using it can be scheduled.
+   */
+  async createVolumeClaim(namespace: string, name: string): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(CoreV1Api);
+    const volume = `${namespace}-${name}`;
+    const accessModes = ['ReadWriteMany'];
+    await core.createPersistentVolume({
+      body: {
+        metadata: { name: volume },
+        spec: {
+          capacity: { storage: '1Gi' },
+          accessModes,
+          storageClassName: '',
+          hostPath: { path: `/tmp/${volume}` },
+          claimRef: { namespace, name },
+        },
+      },
+    });
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace,
+      body: {
+        metadata: { name },
+        spec: {
+          accessModes,
+          storageClassName: '',
+          volumeName: volume,
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    });
+    await waitFor(
+      async () =>
+        (await core.readNamespacedPersistentVolumeClaim({ namespace, name })).status?.phase ===
+        'Bound',
+      {
+        description: `claim ${namespace}/${name} to be Bound`,
+        timeoutMs: 30_000,
+        hint: this.logHint,
+      },
+    );
   }
 
   /**

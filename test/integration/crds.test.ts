@@ -20,20 +20,12 @@ import {
 } from '../../operator/api/index.js';
 import { apiErrorCode, apiErrorMessage } from '../harness/api-errors.js';
 import { ControlPlane } from '../harness/control-plane.js';
+import { installCrds, MINIMAL_SPECS } from '../harness/crds.js';
 import { waitFor } from '../harness/wait.js';
 
 const NAMESPACE = 'compofa-crds';
 
-/** The smallest valid spec of each kind. */
-const MINIMAL: Readonly<Record<ResourceKind, Record<string, unknown>>> = {
-  SupernetTraining: { artifacts: { claimName: 'artifacts' } },
-  DeploymentTarget: {
-    supernetRef: { name: 'fashion' },
-    device: { nodeSelector: { 'kubernetes.io/arch': 'arm64' } },
-    latencyBudgetMs: 5,
-  },
-  LatencyProfile: { device: { nodeSelector: { 'kubernetes.io/arch': 'arm64' } } },
-};
+const MINIMAL = MINIMAL_SPECS;
 
 /** A custom object as the API server returns it. */
 interface Stored {
@@ -103,28 +95,9 @@ describe('the compofa.io CRDs on a real API server', () => {
     plane = await ControlPlane.start();
     objects = plane.kubeConfig().makeApiClient(CustomObjectsApi);
     // What a user (or Helm) does: the manifests as they are, applied server-side.
-    const { stdout } = await plane.kubectl([
-      'apply',
-      '--server-side',
-      ...CRDS.flatMap((crd) => ['-f', crd.path]),
-    ]);
-    for (const crd of CRDS) assert.match(stdout, new RegExp(`${crd.name} serverside-applied`));
     await plane.createNamespace(NAMESPACE);
-    // Established comes a moment before the endpoints apply the schemas' defaults: wait until a
-    // server-side dry run of each kind comes back defaulted.
-    for (const crd of CRDS) {
-      await waitFor(
-        async () => {
-          const dryRun = (await objects.createNamespacedCustomObject({
-            ...target(crd.kind),
-            body: manifest(crd.kind, 'probe', MINIMAL[crd.kind]),
-            dryRun: 'All',
-          })) as Stored;
-          return Object.keys(dryRun.spec).length > Object.keys(MINIMAL[crd.kind]).length;
-        },
-        { description: `the ${crd.plural} endpoint to apply its schema`, hint: plane.logHint },
-      );
-    }
+    const stdout = await installCrds(plane, NAMESPACE);
+    for (const crd of CRDS) assert.match(stdout, new RegExp(`${crd.name} serverside-applied`));
   });
   after(async () => {
     await plane.stop();

@@ -1,0 +1,157 @@
+/**
+ * The SupernetTraining reconciler, kubebuilder style: fetch the training from the cache, apply its
+ * reporter objects, observe its Jobs, pods and report, plan (pure, status.ts), create the Jobs the
+ * plan needs, delete the ones it no longer wants, and patch status only when it changed. Safe to
+ * rerun at any point: Jobs are found by name, so a restarted operator never starts a second one.
+ */
+import type { KubernetesObject, V1ConfigMap, V1Job } from '@kubernetes/client-node';
+
+import { SUPERNET_TRAINING } from '../../api/index.js';
+import { controllerReference, patchStatus, serverSideApply } from '../../runtime/apply.js';
+import type { ReconcileResult } from '../../runtime/controller.js';
+import type { ControllerContext } from '../context.js';
+import { TRAINING_LABEL } from '../names.js';
+import { stored } from '../objects.js';
+import {
+  trainingChildNames,
+  trainingJob,
+  trainingReporter,
+  type SupernetTraining,
+  type TrainingStage,
+} from './children.js';
+import { planTraining } from './status.js';
+
+/** Reconciles one SupernetTraining by its `namespace/name` key. */
+export class SupernetTrainingReconciler {
+  constructor(private readonly context: ControllerContext) {}
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const { caches, config, objects } = this.context;
+    const cached = caches.trainings.getByKey(key);
+    // Deleted: the garbage collector removes what it owned.
+    if (!cached) return;
+    const training = stored(cached) as SupernetTraining;
+    const { namespace } = training.metadata;
+    const generation = training.metadata.generation;
+    const owner = controllerReference(training);
+    const names = trainingChildNames(training, generation);
+
+    const reporter = trainingReporter(training, generation, owner);
+    for (const child of [
+      reporter.serviceAccount,
+      reporter.role,
+      reporter.roleBinding,
+      reporter.configMap,
+    ]) {
+      await serverSideApply(objects, child, config.fieldManager);
+    }
+
+    const jobs: Record<TrainingStage, V1Job | undefined> = {
+      train: caches.jobs.get(namespace, names.train),
+      evaluate: caches.jobs.get(namespace, names.evaluate),
+    };
+    const jobNames = new Set([names.train, names.evaluate]);
+    const pods = caches.pods
+      .list(namespace)
+      .filter((pod) => jobNames.has(pod.metadata?.labels?.['batch.kubernetes.io/job-name'] ?? ''));
+    const report = caches.configMaps.get(namespace, names.report)?.data ?? {};
+    const plan = planTraining({
+      training,
+      trainJob: jobs.train,
+      evaluateJob: jobs.evaluate,
+      pods,
+      report,
+      reportName: names.report,
+      now: this.context.now(),
+    });
+
+    for (const stage of plan.jobs) {
+      if (jobs[stage]) continue; // A Job's pod template is immutable: never re-apply a running one.
+      await serverSideApply(
+        objects,
+        trainingJob(training, stage, generation, owner, config),
+        config.fieldManager,
+      );
+    }
+    await this.deleteUnwanted(
+      training,
+      new Set(plan.jobs.map((stage) => names[stage])),
+      plan.status.accuracyTableRef?.configMapName ?? names.report,
+      names.report,
+    );
+
+    const wrote = await patchStatus(
+      this.context.customObjects,
+      {
+        group: SUPERNET_TRAINING.group,
+        version: SUPERNET_TRAINING.version,
+        plural: SUPERNET_TRAINING.plural,
+        namespace,
+        name: training.metadata.name,
+      },
+      plan.status,
+      cached,
+      { fieldManager: config.fieldManager },
+    );
+    if (wrote && plan.event) {
+      this.context.events.record(training, {
+        type: plan.event.type,
+        reason: plan.event.reason,
+        action: 'Reconcile',
+        note: plan.event.message,
+      });
+    }
+    return undefined;
+  }
+
+  /**
+   * Deletes this training's Jobs that the plan does not want (an older generation's, or all while
+   * suspended) and report ConfigMaps other than the current one and the published one.
+   */
+  private async deleteUnwanted(
+    training: SupernetTraining,
+    wantedJobs: ReadonlySet<string>,
+    publishedReport: string,
+    currentReport: string,
+  ): Promise<void> {
+    const { caches } = this.context;
+    const { namespace, uid } = training.metadata;
+    const owned = (object: KubernetesObject): boolean =>
+      object.metadata?.ownerReferences?.some((ref) => ref.uid === uid && ref.controller === true) ??
+      false;
+    for (const job of caches.jobs.list(namespace)) {
+      const name = job.metadata?.name ?? '';
+      if (owned(job) && !wantedJobs.has(name) && !job.metadata?.deletionTimestamp) {
+        await this.delete(job);
+      }
+    }
+    for (const map of caches.configMaps.list(namespace)) {
+      const name = map.metadata?.name ?? '';
+      const isReport = map.metadata?.labels?.[TRAINING_LABEL] !== undefined && owned(map);
+      if (
+        isReport &&
+        name !== publishedReport &&
+        name !== currentReport &&
+        !map.metadata?.deletionTimestamp
+      ) {
+        await this.delete(map);
+      }
+    }
+  }
+
+  private async delete(object: V1Job | V1ConfigMap): Promise<void> {
+    try {
+      // Background: the Job's pods go with it.
+      await this.context.objects.delete(
+        object,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        'Background',
+      );
+    } catch (error) {
+      if ((error as { code?: number }).code !== 404) throw error;
+    }
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The operator process's core: informers on the custom resources and on the children the
+ * operator labelled as its own, the controllers they feed, and the health and metrics endpoints.
+ * Like controller-runtime's manager: caches first, then (when leading) the controllers.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import {
+  CustomObjectsApi,
+  EventsV1Api,
+  KubernetesObjectApi,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1ConfigMap,
+  type V1Deployment,
+  type V1Job,
+  type V1Pod,
+  type V1Service,
+} from '@kubernetes/client-node';
+import express from 'express';
+import type { Registry } from 'prom-client';
+
+import {
+  DEPLOYMENT_TARGET,
+  LATENCY_PROFILE,
+  SUPERNET_TRAINING,
+  type DeploymentTarget,
+  type LatencyProfile,
+  type SupernetTraining,
+} from './api/index.js';
+import type { OperatorConfig } from './config.js';
+import type { Caches, ControllerContext } from './controllers/context.js';
+import { MANAGED_BY, MANAGED_BY_LABEL } from './controllers/names.js';
+import { SupernetTrainingReconciler } from './controllers/supernet-training/reconciler.js';
+import { Controller, type OperatorLogger } from './runtime/controller.js';
+import { EventRecorder } from './runtime/events.js';
+import { objectKey, ownerKey, ResilientInformer, resourcePath } from './runtime/informer.js';
+import { createOperatorRegistry } from './runtime/metrics.js';
+
+/** Options of {@link Manager}. */
+export interface ManagerOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly config: OperatorConfig;
+  readonly logger: OperatorLogger;
+  /** Identity in Events and leases; default the hostname. */
+  readonly identity?: string;
+  readonly registry?: Registry;
+  /** Re-list period of every informer; default 5 min. */
+  readonly resyncMs?: number;
+  readonly now?: () => Date;
+}
+
+/** Informers, controllers and the health/metrics server of one operator process. */
+export class Manager {
+  readonly registry: Registry;
+  private readonly caches: Caches;
+  private readonly events: EventRecorder;
+  private readonly controllers: Controller[] = [];
+  private server: Server | undefined;
+  private controllersStarted = false;
+
+  constructor(private readonly options: ManagerOptions) {
+    const { kubeConfig, logger } = options;
+    this.registry = options.registry ?? createOperatorRegistry();
+    const informer = <T extends KubernetesObject>(
+      name: string,
+      resource: { group?: string; version: string; plural: string },
+      owned: boolean,
+    ) =>
+      new ResilientInformer<T>({
+        kubeConfig,
+        name,
+        path: resourcePath(resource),
+        ...(owned ? { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` } : {}),
+        logger,
+        ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }),
+      });
+    this.caches = {
+      trainings: informer<SupernetTraining>('supernettrainings', SUPERNET_TRAINING, false),
+      targets: informer<DeploymentTarget>('deploymenttargets', DEPLOYMENT_TARGET, false),
+      profiles: informer<LatencyProfile>('latencyprofiles', LATENCY_PROFILE, false),
+      jobs: informer<V1Job>('jobs', { group: 'batch', version: 'v1', plural: 'jobs' }, true),
+      pods: informer<V1Pod>('pods', { version: 'v1', plural: 'pods' }, true),
+      configMaps: informer<V1ConfigMap>(
+        'configmaps',
+        { version: 'v1', plural: 'configmaps' },
+        true,
+      ),
+      deployments: informer<V1Deployment>(
+        'deployments',
+        { group: 'apps', version: 'v1', plural: 'deployments' },
+        true,
+      ),
+      services: informer<V1Service>('services', { version: 'v1', plural: 'services' }, true),
+    };
+    this.events = new EventRecorder({
+      api: kubeConfig.makeApiClient(EventsV1Api),
+      logger,
+      ...(options.identity === undefined ? {} : { reportingInstance: options.identity }),
+    });
+    const context: ControllerContext = {
+      objects: KubernetesObjectApi.makeApiClient(kubeConfig),
+      customObjects: kubeConfig.makeApiClient(CustomObjectsApi),
+      caches: this.caches,
+      config: options.config,
+      logger,
+      events: this.events,
+      now: options.now ?? (() => new Date()),
+    };
+    this.addTrainingController(context);
+  }
+
+  private addTrainingController(context: ControllerContext): void {
+    const reconciler = new SupernetTrainingReconciler(context);
+    const controller = new Controller({
+      name: 'supernettraining',
+      reconcile: (key) => reconciler.reconcile(key),
+      logger: this.options.logger,
+      registry: this.registry,
+    });
+    this.controllers.push(controller);
+    const enqueue = (key: string | undefined): void => {
+      if (key !== undefined) controller.queue.add(key);
+    };
+    const { caches } = this;
+    caches.trainings.onChange((_event, training) => {
+      enqueue(objectKey(training));
+    });
+    for (const children of [
+      caches.jobs,
+      caches.configMaps,
+    ] as ResilientInformer<KubernetesObject>[]) {
+      children.onChange((_event, child) => {
+        enqueue(ownerKey(child, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion));
+      });
+    }
+    // A pod belongs to a Job, which belongs to the training.
+    caches.pods.onChange((_event, pod) => {
+      const job = pod.metadata?.labels?.['batch.kubernetes.io/job-name'];
+      const owner = job && caches.jobs.get(pod.metadata?.namespace, job);
+      if (owner) enqueue(ownerKey(owner, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion));
+    });
+  }
+
+  /** True once every informer has listed once: the caches can be trusted. */
+  get ready(): boolean {
+    return Object.values(this.caches).every(
+      (informer: ResilientInformer<KubernetesObject>) => informer.hasSynced,
+    );
+  }
+
+  /** Starts the informers and waits until their caches are filled. */
+  async startCaches(signal?: AbortSignal): Promise<void> {
+    const informers = Object.values(this.caches) as ResilientInformer<KubernetesObject>[];
+    for (const informer of informers) informer.start();
+    await Promise.all(informers.map((informer) => informer.waitForSync(signal)));
+  }
+
+  /** Starts the controllers (when this replica leads). */
+  startControllers(): void {
+    if (this.controllersStarted) return;
+    this.controllersStarted = true;
+    for (const controller of this.controllers) controller.start();
+    // Every object is reconciled once at start, whatever happened while no one was leading.
+    for (const training of this.caches.trainings.list())
+      this.controllers[0]?.queue.add(objectKey(training));
+  }
+
+  /** Serves `/metrics`, `/healthz` and `/readyz` on `port` (0: any free port); resolves with it. */
+  async serve(port: number, host = '0.0.0.0'): Promise<number> {
+    const app = express();
+    app.disable('x-powered-by');
+    app.get('/healthz', (_request, response) => {
+      response.status(200).send('ok');
+    });
+    app.get('/readyz', (_request, response) => {
+      response.status(this.ready ? 200 : 503).send(this.ready ? 'ok' : 'caches not synced');
+    });
+    app.get('/metrics', async (_request, response) => {
+      response.type(this.registry.contentType).send(await this.registry.metrics());
+    });
+    const server = createServer(app);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        resolve();
+      });
+    });
+    return (server.address() as AddressInfo).port;
+  }
+
+  /** Stops controllers (waiting for running reconciles), informers and the server. */
+  async stop(): Promise<void> {
+    await Promise.all(this.controllers.map((controller) => controller.stop()));
+    for (const informer of Object.values(this.caches) as ResilientInformer<KubernetesObject>[])
+      informer.stop();
+    await this.events.flush();
+    const server = this.server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+    }
+  }
+}

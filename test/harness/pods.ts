@@ -1,0 +1,71 @@
+/**
+ * The kubelet's part in tests: the control plane has no kubelets, so pods bound to a node stay
+ * Pending. These helpers write what a kubelet would report when a pod's container ran (exit code
+ * 0: Succeeded, else Failed), so that the Job controller completes or fails their Jobs for real.
+ */
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+
+import { waitFor } from './wait.js';
+
+/** Waits for a pod of Job `job` that the scheduler bound to a node. */
+export async function boundPodOfJob(
+  core: CoreV1Api,
+  namespace: string,
+  job: string,
+  hint?: string,
+): Promise<V1Pod> {
+  return waitFor(
+    async () => {
+      const pods = await core.listNamespacedPod({
+        namespace,
+        labelSelector: `batch.kubernetes.io/job-name=${job}`,
+      });
+      return pods.items.find((pod) => pod.spec?.nodeName && pod.status?.phase === 'Pending');
+    },
+    {
+      description: `a bound pod of Job ${namespace}/${job}`,
+      timeoutMs: 30_000,
+      ...(hint ? { hint } : {}),
+    },
+  );
+}
+
+/** Reports `pod`'s containers as terminated with `exitCode`, as a kubelet would. */
+export async function finishPod(core: CoreV1Api, pod: V1Pod, exitCode: number): Promise<void> {
+  const name = pod.metadata?.name ?? '';
+  const namespace = pod.metadata?.namespace ?? '';
+  const current = await core.readNamespacedPod({ name, namespace });
+  const now = new Date();
+  current.status = Object.assign(current.status ?? {}, {
+    phase: exitCode === 0 ? 'Succeeded' : 'Failed',
+    startTime: current.status?.startTime ?? now,
+    containerStatuses: (current.spec?.containers ?? []).map((container) => ({
+      name: container.name,
+      image: container.image ?? '',
+      imageID: '',
+      ready: false,
+      restartCount: 0,
+      started: false,
+      state: {
+        terminated: {
+          exitCode,
+          reason: exitCode === 0 ? 'Completed' : 'Error',
+          startedAt: now,
+          finishedAt: now,
+        },
+      },
+    })),
+  });
+  await core.replaceNamespacedPodStatus({ name, namespace, body: current });
+}
+
+/** Finishes the bound pod of Job `job` with `exitCode`. */
+export async function finishJob(
+  core: CoreV1Api,
+  namespace: string,
+  job: string,
+  exitCode = 0,
+  hint?: string,
+): Promise<void> {
+  await finishPod(core, await boundPodOfJob(core, namespace, job, hint), exitCode);
+}
