@@ -14,6 +14,7 @@ describe('serving configuration', () => {
     assert.equal(config.latencyBudgetMs, undefined);
     assert.equal(config.maxBodyBytes, 16 * 1024 * 1024);
     assert.equal(config.drainTimeoutMs, 30_000);
+    assert.equal(config.latencyTolerance, 0.1);
   });
 
   it('reads the environment when a flag is absent, and a flag wins over it', () => {

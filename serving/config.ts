@@ -18,6 +18,8 @@ export interface ServingConfig {
   readonly target: string;
   /** The target's latency budget, exported as a gauge for alert rules; undefined when none. */
   readonly latencyBudgetMs: number | undefined;
+  /** Allowed excess over the budget before a drift alert, exported as a gauge. */
+  readonly latencyTolerance: number;
   /** Largest batch one request may carry. */
   readonly maxRequestBatch: number;
   /** Dynamic micro-batching; off by default. */
@@ -58,6 +60,11 @@ const SETTINGS = {
   'latency-budget-ms': {
     env: 'COMPOFA_LATENCY_BUDGET_MS',
     help: 'latency budget, exported as compofa_latency_budget_seconds',
+  },
+  'latency-tolerance': {
+    env: 'COMPOFA_LATENCY_TOLERANCE',
+    default: '0.1',
+    help: 'drift alerts fire above budget x (1 + tolerance)',
   },
   'max-request-batch': {
     env: 'COMPOFA_MAX_REQUEST_BATCH',
@@ -158,6 +165,14 @@ export function parseConfig(
     }
     return parsed;
   };
+  const ratio = (name: Name): number => {
+    const value = text(name);
+    const parsed = value === '' ? NaN : Number(value);
+    if (!(parsed >= 0 && parsed <= 10)) {
+      throw new ConfigError(`${where(name)} must be a number in [0, 10], got '${value}'`);
+    }
+    return parsed;
+  };
   const boolean = (name: Name): boolean => {
     const value = text(name).toLowerCase();
     if (['', 'false', '0', 'no'].includes(value)) return false;
@@ -192,6 +207,7 @@ export function parseConfig(
     port: integer('port', 0, 65535),
     target: text('target'),
     latencyBudgetMs: positive('latency-budget-ms'),
+    latencyTolerance: ratio('latency-tolerance'),
     maxRequestBatch,
     batching: boolean('batching')
       ? {

@@ -42,12 +42,14 @@ export class ServingMetrics {
     'model' | 'version' | 'target' | 'subnet' | 'resolution' | 'design_space'
   >;
   private readonly latencyBudget: Gauge<'model' | 'target' | 'subnet'>;
+  private readonly latencyTolerance: Gauge<'model' | 'target' | 'subnet'>;
   /** Labels of the inference metrics; the subnet is filled in once the model is loaded. */
   private labels: { model: string; target: string; subnet: string };
 
   constructor(
     private readonly identity: ServedIdentity,
     private readonly latencyBudgetMs: number | undefined,
+    private readonly latencyToleranceRatio = 0.1,
   ) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
@@ -89,6 +91,12 @@ export class ServingMetrics {
       labelNames: ['model', 'target', 'subnet'],
       registers,
     });
+    this.latencyTolerance = new Gauge({
+      name: 'compofa_latency_tolerance_ratio',
+      help: 'How far above the budget served p95 latency may go before a drift alert fires.',
+      labelNames: ['model', 'target', 'subnet'],
+      registers,
+    });
   }
 
   /** Sets the labels and gauges that depend on the loaded model. */
@@ -107,6 +115,7 @@ export class ServingMetrics {
     );
     if (this.latencyBudgetMs !== undefined) {
       this.latencyBudget.set(this.labels, this.latencyBudgetMs / 1000);
+      this.latencyTolerance.set(this.labels, this.latencyToleranceRatio);
     }
   }
 

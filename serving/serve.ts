@@ -36,6 +36,7 @@ export async function startServing(
   const metrics = new ServingMetrics(
     { model: config.modelName, version: config.modelVersion, target: config.target },
     config.latencyBudgetMs,
+    config.latencyTolerance,
   );
   const state = new ServingState(config, metrics);
   const server = createServer(createApp({ config, state, metrics, logger }));

@@ -113,7 +113,9 @@ describe('inference server', () => {
     subnet = await writeServedModel(tf, join(dir, 'model'));
     dir = join(dir, 'model');
     reference = await tf.loadLayersModel(pathToFileURL(join(dir, 'model.json')).href);
-    ({ base } = await start('--latency-budget-ms', '5', '--max-body-bytes', '65536'));
+    ({ base } = await start(
+      ...['--latency-budget-ms', '5', '--latency-tolerance', '0.25', '--max-body-bytes', '65536'],
+    ));
   });
   after(async () => {
     for (const server of servers) await server.shutdown();
@@ -337,6 +339,7 @@ describe('inference server', () => {
       assert.match(first, /^process_cpu_user_seconds_total /m);
       assert.match(first, new RegExp(`compofa_model_info\\{[^}]*subnet="${subnet}"[^}]*\\} 1`));
       assert.equal(metric(first, `compofa_latency_budget_seconds{${labels}}`), 0.005);
+      assert.equal(metric(first, `compofa_latency_tolerance_ratio{${labels}}`), 0.25);
       const count = metric(first, `compofa_inference_duration_seconds_count{${labels}}`);
       const ok = (text: string): number =>
         metric(
