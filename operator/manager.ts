@@ -32,6 +32,7 @@ import {
 import type { OperatorConfig } from './config.js';
 import type { Caches, ControllerContext } from './controllers/context.js';
 import { MANAGED_BY, MANAGED_BY_LABEL } from './controllers/names.js';
+import { registerDomainMetrics } from './domain-metrics.js';
 import { SupernetTrainingReconciler } from './controllers/supernet-training/reconciler.js';
 import { Controller, type OperatorLogger } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
@@ -109,6 +110,7 @@ export class Manager {
       now: options.now ?? (() => new Date()),
     };
     this.addTrainingController(context);
+    registerDomainMetrics(this.registry, this.caches);
   }
 
   private addTrainingController(context: ControllerContext): void {

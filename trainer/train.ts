@@ -401,9 +401,12 @@ function phaseSampler(space: DesignSpace, phase: PhaseConfig): (random: Random) 
   return (random) => narrowed.sample(random);
 }
 
-interface StepInputs {
+/** What {@link trainStep} needs for one optimizer step. */
+export interface TrainStepInputs {
   readonly supernet: Supernet;
+  /** Distils from the teacher's largest subnet when given (trainSupernet passes none when kdRatio is 0). */
   readonly teacher: Supernet | undefined;
+  /** The step's images; trainStep disposes it. */
   readonly batch: tfjs.Tensor4D;
   readonly labels: Int32Array;
   readonly numClasses: number;
@@ -413,14 +416,18 @@ interface StepInputs {
   readonly weightDecay: number;
   readonly labelSmoothing: number;
   readonly kdRatio: number;
+  /** Momentum buffers by variable name, carried from step to step (updated in place). */
   readonly velocity: Map<string, tfjs.Tensor>;
   readonly dropoutSeed: number;
   /** Only the teacher phase's moving averages are ever used (by the teacher). */
   readonly updateStatistics: boolean;
 }
 
-/** One optimizer step over the summed gradients of the step's subnets; returns the mean loss. */
-function trainStep(tf: TensorFlow, inputs: StepInputs): number {
+/**
+ * One optimizer step over the summed gradients of the step's subnets; returns the mean loss. This
+ * is the step {@link trainSupernet} runs; exported for the training-throughput benchmark.
+ */
+export function trainStep(tf: TensorFlow, inputs: TrainStepInputs): number {
   const { supernet, batch } = inputs;
   const trainable = supernet.trainableVariables;
   const sums = new Map<string, tfjs.Tensor>();

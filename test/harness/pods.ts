@@ -14,20 +14,42 @@ export async function boundPodOfJob(
   job: string,
   hint?: string,
 ): Promise<V1Pod> {
-  return waitFor(
-    async () => {
-      const pods = await core.listNamespacedPod({
-        namespace,
-        labelSelector: `batch.kubernetes.io/job-name=${job}`,
-      });
-      return pods.items.find((pod) => pod.spec?.nodeName && pod.status?.phase === 'Pending');
-    },
-    {
-      description: `a bound pod of Job ${namespace}/${job}`,
-      timeoutMs: 30_000,
-      ...(hint ? { hint } : {}),
-    },
-  );
+  let seen: V1Pod[] = [];
+  try {
+    return await waitFor(
+      async () => {
+        seen = (
+          await core.listNamespacedPod({
+            namespace,
+            labelSelector: `batch.kubernetes.io/job-name=${job}`,
+          })
+        ).items;
+        return seen.find((pod) => pod.spec?.nodeName && pod.status?.phase === 'Pending');
+      },
+      {
+        description: `a bound pod of Job ${namespace}/${job}`,
+        timeoutMs: 30_000,
+        ...(hint ? { hint } : {}),
+      },
+    );
+  } catch (error) {
+    // Say what there was instead: no pod at all, or pods that the scheduler could not place.
+    const pods = seen.map((pod) => {
+      const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+      return `${pod.metadata?.name ?? '?'} phase=${pod.status?.phase ?? '?'} node=${pod.spec?.nodeName ?? '-'} scheduled=${scheduled?.status ?? '?'} ${scheduled?.message ?? ''}`;
+    });
+    const others = (await core.listNamespacedPod({ namespace })).items
+      .filter(
+        (pod) => pod.spec?.nodeName && !['Succeeded', 'Failed'].includes(pod.status?.phase ?? ''),
+      )
+      .map(
+        (pod) =>
+          `${pod.metadata?.name ?? '?'} on ${pod.spec?.nodeName ?? '?'} (${pod.status?.phase ?? '?'})`,
+      );
+    throw new Error(
+      `${(error as Error).message}; pods: ${pods.length ? pods.join('; ') : 'none'}; running pods on nodes: ${others.join(', ') || 'none'}`,
+    );
+  }
 }
 
 /** Reports `pod`'s containers as terminated with `exitCode`, as a kubelet would. */

@@ -166,6 +166,11 @@ describe('the SupernetTraining controller', () => {
     const ready = done.conditions?.find((c) => c.type === 'Ready');
     assert.equal(ready?.status, 'True');
     assert.equal(ready.reason, 'Succeeded');
+    const metrics = await manager.registry.metrics();
+    assert.match(
+      metrics,
+      /compofa_supernettraining_phase\{namespace="training",name="fmnist",phase="Succeeded"\} 1/,
+    );
     // Finished Jobs are cleaned up; the table stays in its ConfigMap.
     await eventually(
       async () => (await job('fmnist-train-g1')) === undefined,

@@ -73,9 +73,10 @@ export class SupernetTrainingReconciler {
         config.fieldManager,
       );
     }
+    const kept = new Set([...plan.jobs, ...plan.keep].map((stage) => names[stage]));
     await this.deleteUnwanted(
       training,
-      new Set(plan.jobs.map((stage) => names[stage])),
+      kept,
       plan.status.accuracyTableRef?.configMapName ?? names.report,
       names.report,
     );

@@ -153,14 +153,30 @@ describe('planning a SupernetTraining', () => {
       method: 'measured',
     });
     assert.equal(plan.status.trainedGeneration, 2);
-    assert.equal(plan.status.completedAt, '2026-11-28T09:00:00.000Z');
+    // The table's own time, so every reconcile computes the same status.
+    assert.equal(plan.status.completedAt, '2026-11-28T00:00:00Z');
+    assert.deepEqual(
+      plan.keep,
+      ['train', 'evaluate'],
+      'finished Jobs go only in a later reconcile',
+    );
     assert.equal(condition(plan, 'Ready')?.reason, 'Succeeded');
     assert.equal(condition(plan, 'Evaluated')?.reason, 'AccuracyTablePublished');
     // Level-based: planning again from the published status changes nothing.
     const again = planTraining(observe({ training: training(plan.status) }));
     assert.deepEqual(again.status, plan.status);
     assert.deepEqual(again.jobs, []);
+    assert.deepEqual(again.keep, []);
     assert.equal(again.event, undefined);
+  });
+
+  it('never restarts training once the report holds the table, even with its Jobs gone', () => {
+    // A reconcile whose cache has not yet seen the Succeeded status, after the Jobs were deleted.
+    const plan = planTraining(
+      observe({ report: { 'accuracy.json': formatTable(accuracyTable()) } }),
+    );
+    assert.equal(plan.status.phase, 'Succeeded');
+    assert.deepEqual(plan.jobs, []);
   });
 
   it('fails naming the ConfigMap when the evaluation left no valid table', () => {

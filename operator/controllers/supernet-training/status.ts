@@ -32,8 +32,14 @@ export interface TrainingObservation {
 
 /** What should exist and be said. */
 export interface TrainingPlan {
-  /** The Jobs that must exist now (others of this generation are left alone, never recreated). */
+  /** The Jobs that must exist now: created when missing. */
   readonly jobs: readonly TrainingStage[];
+  /**
+   * Jobs kept if they exist but never created. The rest are deleted, so a Job is only removed
+   * once the status that makes it unnecessary is recorded (a reconcile reading a cache that has
+   * not yet seen that status must not find the Job gone and start it again).
+   */
+  readonly keep: readonly TrainingStage[];
   readonly status: SupernetTrainingStatus;
   /** A one-line account of a transition, for a Kubernetes Event; undefined when nothing changed. */
   readonly event:
@@ -42,6 +48,14 @@ export interface TrainingPlan {
 }
 
 type ConditionUpdate = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
+
+type Decide = (
+  phase: NonNullable<SupernetTrainingStatus['phase']>,
+  jobs: readonly TrainingStage[],
+  updates: readonly ConditionUpdate[],
+  extra?: Partial<SupernetTrainingStatus>,
+  keep?: readonly TrainingStage[],
+) => TrainingPlan;
 
 /** Decides the plan for `observation`. */
 export function planTraining(observation: TrainingObservation): TrainingPlan {
@@ -55,11 +69,12 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
       ARCHITECTURE_PRESETS[training.spec.architecture?.preset ?? 'small'],
     ),
   };
-  const decide = (
+  const decide: Decide = (
     phase: NonNullable<SupernetTrainingStatus['phase']>,
     jobs: readonly TrainingStage[],
     updates: readonly ConditionUpdate[],
     extra: Partial<SupernetTrainingStatus> = {},
+    keep: readonly TrainingStage[] = [],
   ): TrainingPlan => {
     let conditions = previous.conditions ?? [];
     for (const update of updates) conditions = setCondition(conditions, update, generation, now);
@@ -68,6 +83,7 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
     const changed = previous.phase !== phase || previous.observedGeneration !== generation;
     return {
       jobs,
+      keep,
       status,
       event:
         changed && ready
@@ -106,6 +122,11 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
     );
   }
 
+  // The table in this generation's report is the proof of success, whatever became of the Jobs.
+  if (observation.report[REPORT_KEYS.accuracy] !== undefined) {
+    return published(observation, base, decide);
+  }
+
   const train = jobState(observation.trainJob);
   const progress = progressFrom(observation.report[REPORT_KEYS.progress]);
   const trouble = podTrouble(observation.pods);
@@ -132,21 +153,44 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
       ],
     );
   }
-  if (evaluate.kind !== 'succeeded') {
-    const message = trouble?.message ?? 'measuring the accuracy of every subnet';
+  if (evaluate.kind === 'succeeded') {
+    const message = `evaluation finished but ConfigMap ${observation.reportName} key ${REPORT_KEYS.accuracy} holds no accuracy table`;
     return decide(
-      'Evaluating',
+      'Failed',
       ['train', 'evaluate'],
       [
         trained,
-        { type: 'Evaluated', status: 'False', reason: 'Evaluating', message },
-        { type: 'Ready', status: 'False', reason: trouble?.reason ?? 'Evaluating', message },
+        { type: 'Evaluated', status: 'False', reason: 'JobFailed', message },
+        { type: 'Ready', status: 'False', reason: 'JobFailed', message },
       ],
-      progress ? { progress } : {},
     );
   }
+  const message = trouble?.message ?? 'measuring the accuracy of every subnet';
+  return decide(
+    'Evaluating',
+    ['train', 'evaluate'],
+    [
+      trained,
+      { type: 'Evaluated', status: 'False', reason: 'Evaluating', message },
+      { type: 'Ready', status: 'False', reason: trouble?.reason ?? 'Evaluating', message },
+    ],
+    progress ? { progress } : {},
+  );
+}
 
-  // Evaluation finished: the table must be in the report, valid for this architecture.
+/** The plan once the report holds the accuracy table: Succeeded, or Failed if it is invalid. */
+function published(
+  observation: TrainingObservation,
+  base: SupernetTrainingStatus,
+  decide: Decide,
+): TrainingPlan {
+  const generation = observation.training.metadata.generation;
+  const trained: ConditionUpdate = {
+    type: 'Trained',
+    status: 'True',
+    reason: 'TrainingComplete',
+    message: `training of generation ${generation} finished`,
+  };
   const table = accuracyTable(observation);
   if (!table.ok) {
     return decide(
@@ -159,9 +203,11 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
       ],
     );
   }
+  const progress = progressFrom(observation.report[REPORT_KEYS.progress]);
   const extra: Partial<SupernetTrainingStatus> = {
     trainedGeneration: generation,
-    completedAt: (evaluate.completedAt ?? now).toISOString(),
+    // The table's own time: the same on every reconcile, so status is written once.
+    completedAt: table.measuredAt,
     accuracyTableRef: {
       configMapName: observation.reportName,
       key: REPORT_KEYS.accuracy,
@@ -170,7 +216,6 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
     },
     ...(progress ? { progress: { ...progress, percent: 100 } } : {}),
   };
-  const published = { ...base, ...extra };
   return decide(
     'Succeeded',
     [],
@@ -182,9 +227,16 @@ export function planTraining(observation: TrainingObservation): TrainingPlan {
         reason: 'AccuracyTablePublished',
         message: `accuracy of ${table.rows} subnets published in ConfigMap ${observation.reportName}`,
       },
-      { type: 'Ready', status: 'True', reason: 'Succeeded', message: succeededMessage(published) },
+      {
+        type: 'Ready',
+        status: 'True',
+        reason: 'Succeeded',
+        message: succeededMessage({ ...base, ...extra }),
+      },
     ],
     extra,
+    // Finished Jobs go in a later reconcile, once the cache shows this status.
+    ['train', 'evaluate'],
   );
 }
 
@@ -192,12 +244,7 @@ function trainingPhase(
   train: Exclude<JobState, { kind: 'succeeded' }>,
   trouble: ReturnType<typeof podTrouble>,
   progress: Progress | undefined,
-  decide: (
-    phase: NonNullable<SupernetTrainingStatus['phase']>,
-    jobs: readonly TrainingStage[],
-    updates: readonly ConditionUpdate[],
-    extra?: Partial<SupernetTrainingStatus>,
-  ) => TrainingPlan,
+  decide: Decide,
 ): TrainingPlan {
   if (train.kind === 'failed') {
     const message = `training Job failed: ${train.message}`;
@@ -277,7 +324,7 @@ export function progressFrom(text: string | undefined): Progress | undefined {
 
 function accuracyTable(
   observation: TrainingObservation,
-): { ok: true; rows: number } | { ok: false; message: string } {
+): { ok: true; rows: number; measuredAt: string } | { ok: false; message: string } {
   const { training, reportName } = observation;
   const text = observation.report[REPORT_KEYS.accuracy];
   const where = `ConfigMap ${reportName} key ${REPORT_KEYS.accuracy}`;
@@ -290,7 +337,7 @@ function accuracyTable(
       ARCHITECTURE_PRESETS[training.spec.architecture?.preset ?? 'small'],
     );
     const table = parseAccuracyTable(JSON.parse(text), where, space);
-    return { ok: true, rows: table.rows.length };
+    return { ok: true, rows: table.rows.length, measuredAt: table.measuredAt };
   } catch (error) {
     return { ok: false, message: `invalid accuracy table: ${(error as Error).message}` };
   }
