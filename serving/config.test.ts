@@ -15,6 +15,8 @@ describe('serving configuration', () => {
     assert.equal(config.maxBodyBytes, 16 * 1024 * 1024);
     assert.equal(config.drainTimeoutMs, 30_000);
     assert.equal(config.latencyTolerance, 0.1);
+    assert.equal(config.threads, undefined);
+    assert.equal(parseConfig(['--model-dir', 'm', '--threads', '1'], {}).threads, 1);
   });
 
   it('reads the environment when a flag is absent, and a flag wins over it', () => {

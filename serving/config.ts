@@ -32,6 +32,11 @@ export interface ServingConfig {
   /** How long SIGTERM waits for in-flight requests before exiting anyway. */
   readonly drainTimeoutMs: number;
   readonly logLevel: LogLevel;
+  /**
+   * TensorFlow's thread pools, set before it loads; undefined keeps its default (every core the
+   * process sees, which in a container is often more than its CPU limit).
+   */
+  readonly threads: number | undefined;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -100,6 +105,10 @@ const SETTINGS = {
     env: 'COMPOFA_DRAIN_TIMEOUT_MS',
     default: '30000',
     help: 'SIGTERM: longest wait for in-flight requests',
+  },
+  threads: {
+    env: 'COMPOFA_THREADS',
+    help: "TensorFlow's intra- and inter-op threads (unset: TensorFlow's default, every core)",
   },
   'log-level': { env: 'COMPOFA_LOG_LEVEL', default: 'info', help: LOG_LEVELS.join(' | ') },
 } as const satisfies Record<string, Setting>;
@@ -219,5 +228,6 @@ export function parseConfig(
     maxBodyBytes: integer('max-body-bytes', 1024, 1024 * 1024 * 1024),
     drainTimeoutMs: integer('drain-timeout-ms', 0, 3_600_000),
     logLevel,
+    threads: raw('threads') === undefined ? undefined : integer('threads', 1, 256),
   };
 }

@@ -23,6 +23,11 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     return 2;
   }
   const logger = new Logger(config.logLevel);
+  if (config.threads !== undefined) {
+    // Read by TensorFlow when it creates its thread pools, so before it loads.
+    process.env.TF_NUM_INTRAOP_THREADS = String(config.threads);
+    process.env.TF_NUM_INTEROP_THREADS = String(config.threads);
+  }
   const { tf } = await loadTensorFlow({
     purpose: 'inference',
     log: ({ msg, level, ...fields }) => {

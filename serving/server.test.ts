@@ -40,14 +40,18 @@ async function post(
   base: string,
   path: string,
   body: unknown,
-): Promise<{ status: number; json: any }> {
+): Promise<{ status: number; json: any; timing?: string | null }> {
   const response = await fetch(`${base}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await response.text();
-  return { status: response.status, json: text === '' ? undefined : JSON.parse(text) };
+  return {
+    status: response.status,
+    json: text === '' ? undefined : JSON.parse(text),
+    timing: response.headers.get('server-timing'),
+  };
 }
 
 function infer(images: readonly number[][], datatype = 'FP32') {
@@ -175,6 +179,7 @@ describe('inference server', () => {
     it('answers v2 infer with FP32 data, nested or flat, equal to model.predict', async () => {
       const want = expected(images);
       const flat = await post(base, '/v2/models/compofa/infer', infer(images));
+      assert.match(flat.timing ?? '', /^inference;dur=\d+\.\d{3}$/);
       assert.equal(flat.status, 200, JSON.stringify(flat.json));
       assert.equal(flat.json.model_name, 'compofa');
       assert.equal(flat.json.model_version, '1');

@@ -8,7 +8,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 
 import type { ServingConfig } from './config.js';
-import { HttpError, notFound, unavailable } from './http-error.js';
+import { badRequest, HttpError, notFound, payloadTooLarge, unavailable } from './http-error.js';
 import type { Logger } from './logger.js';
 import { MicroBatcher } from './batcher.js';
 import type { ServingMetrics } from './metrics.js';
@@ -48,17 +48,19 @@ class Inference {
       : undefined;
   }
 
-  async run(batch: ImageBatch): Promise<Float32Array> {
+  /** The probabilities of `batch`, and how long it took (queueing plus the model call). */
+  async run(batch: ImageBatch): Promise<{ probabilities: Float32Array; seconds: number }> {
     const started = process.hrtime.bigint();
-    let result: Float32Array;
+    let probabilities: Float32Array;
     if (this.batcher) {
-      result = await this.batcher.submit(batch);
+      probabilities = await this.batcher.submit(batch);
     } else {
       this.metrics.observeBatch(batch.batch);
-      result = await this.model.predict(batch.data, batch.batch);
+      probabilities = await this.model.predict(batch.data, batch.batch);
     }
-    this.metrics.observeInference(Number(process.hrtime.bigint() - started) / 1e9);
-    return result;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.metrics.observeInference(seconds);
+    return { probabilities, seconds };
   }
 
   /** Resolves when no request waits for or is inside a model call. */
@@ -207,9 +209,50 @@ function closeConnectionsWhileDraining(state: ServingState) {
   };
 }
 
-/** JSON bodies of any content type, capped at `limit` bytes before parsing. */
+/**
+ * JSON bodies of any content type, capped at `limit` bytes: a declared length over the limit is
+ * refused before reading, and reading stops as soon as the limit is passed. Leaner than
+ * body-parser (no charset negotiation: JSON is UTF-8), which matters at millisecond budgets.
+ */
 function jsonBody(limit: number) {
-  return express.json({ limit, strict: false, type: () => true });
+  return function readJsonBody(request: Request, _response: Response, next: NextFunction): void {
+    const tooLarge = (): HttpError =>
+      payloadTooLarge(`request body is larger than the limit of ${limit} bytes`);
+    const declared = Number(request.headers['content-length']);
+    if (declared > limit) {
+      request.resume();
+      next(tooLarge());
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    request.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) {
+        failed = true;
+        next(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('error', (error) => {
+      if (failed) return;
+      failed = true;
+      next(badRequest(`request body could not be read: ${error.message}`));
+    });
+    request.on('end', () => {
+      if (failed) return;
+      try {
+        request.body = JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as unknown;
+      } catch (error) {
+        next(badRequest(`request body is not valid JSON: ${(error as Error).message}`));
+        return;
+      }
+      next();
+    });
+  };
 }
 
 /** Turns every error into `{"error": ...}` with its status; unexpected ones are 500 and logged. */
@@ -237,30 +280,18 @@ function errorResponses(logger: Logger) {
   };
 }
 
-/** Status and message of an error from a handler or from express's body parser. */
+/** Status and message of an error: an HttpError as it is, anything else a 500. */
 function describeError(error: unknown): { status: number; message: string } {
   if (error instanceof HttpError) return { status: error.status, message: error.message };
-  const parserError = error as { type?: unknown; limit?: unknown; message?: unknown };
-  switch (parserError.type) {
-    case 'entity.too.large':
-      return {
-        status: 413,
-        message: `request body is larger than the limit of ${String(parserError.limit)} bytes`,
-      };
-    case 'entity.parse.failed':
-      return {
-        status: 400,
-        message: `request body is not valid JSON: ${String(parserError.message)}`,
-      };
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return { status: 415, message: String(parserError.message) };
-    case 'request.aborted':
-    case 'request.size.invalid':
-      return { status: 400, message: String(parserError.message) };
-    default:
-      return { status: 500, message: 'internal error' };
-  }
+  return { status: 500, message: 'internal error' };
+}
+
+/**
+ * The W3C Server-Timing header with the inference time, so clients and proxies can tell the
+ * model's share of a response time from the network's.
+ */
+function serverTiming(response: Response, seconds: number): void {
+  response.setHeader('Server-Timing', `inference;dur=${(seconds * 1000).toFixed(3)}`);
 }
 
 function routeOf(response: Response): string {
@@ -341,7 +372,8 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
     const name = param(request, 'model');
     const { model, inference } = state.resolve(name, optionalParam(request, 'version'));
     const parsed = parseInferRequest(request.body, model.signature);
-    const probabilities = await inference.run(parsed.batch);
+    const { probabilities, seconds } = await inference.run(parsed.batch);
+    serverTiming(response, seconds);
     response.json(
       inferResponse({
         modelName: name,
@@ -374,7 +406,8 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
     const version = versioned ? call.name : undefined;
     const { model, inference } = state.resolve(name, version);
     const parsed = parsePredictRequest(request.body, model.signature);
-    const probabilities = await inference.run(parsed.batch);
+    const { probabilities, seconds } = await inference.run(parsed.batch);
+    serverTiming(response, seconds);
     response.json(
       predictResponse(parsed.format, probabilities, parsed.batch.batch, model.signature.numClasses),
     );
