@@ -33,8 +33,9 @@ import type { OperatorConfig } from './config.js';
 import type { Caches, ControllerContext } from './controllers/context.js';
 import { MANAGED_BY, MANAGED_BY_LABEL } from './controllers/names.js';
 import { registerDomainMetrics } from './domain-metrics.js';
+import { LatencyProfileReconciler } from './controllers/latency-profile/reconciler.js';
 import { SupernetTrainingReconciler } from './controllers/supernet-training/reconciler.js';
-import { Controller, type OperatorLogger } from './runtime/controller.js';
+import { Controller, type OperatorLogger, type ReconcileResult } from './runtime/controller.js';
 import { EventRecorder } from './runtime/events.js';
 import { objectKey, ownerKey, ResilientInformer, resourcePath } from './runtime/informer.js';
 import { createOperatorRegistry } from './runtime/metrics.js';
@@ -57,7 +58,8 @@ export class Manager {
   readonly registry: Registry;
   private readonly caches: Caches;
   private readonly events: EventRecorder;
-  private readonly controllers: Controller[] = [];
+  /** Each controller, with the keys of every object it reconciles (for the pass at start). */
+  private readonly controllers: { controller: Controller; keys: () => string[] }[] = [];
   private server: Server | undefined;
   private controllersStarted = false;
 
@@ -109,39 +111,54 @@ export class Manager {
       events: this.events,
       now: options.now ?? (() => new Date()),
     };
-    this.addTrainingController(context);
+    const trainings = new SupernetTrainingReconciler(context);
+    this.addController('supernettraining', SUPERNET_TRAINING, this.caches.trainings, (key) =>
+      trainings.reconcile(key),
+    );
+    const profiles = new LatencyProfileReconciler(context);
+    this.addController('latencyprofile', LATENCY_PROFILE, this.caches.profiles, (key) =>
+      profiles.reconcile(key),
+    );
     registerDomainMetrics(this.registry, this.caches);
   }
 
-  private addTrainingController(context: ControllerContext): void {
-    const reconciler = new SupernetTrainingReconciler(context);
+  /**
+   * A controller for `kind`, fed by its own informer and by the Jobs, ConfigMaps and pods of its
+   * Jobs that it controls.
+   */
+  private addController<T extends KubernetesObject>(
+    name: string,
+    owner: { readonly kind: string; readonly apiVersion: string },
+    resources: ResilientInformer<T>,
+    reconcile: (key: string) => Promise<ReconcileResult>,
+  ): void {
     const controller = new Controller({
-      name: 'supernettraining',
-      reconcile: (key) => reconciler.reconcile(key),
+      name,
+      reconcile,
       logger: this.options.logger,
       registry: this.registry,
     });
-    this.controllers.push(controller);
+    this.controllers.push({ controller, keys: () => resources.list().map(objectKey) });
     const enqueue = (key: string | undefined): void => {
       if (key !== undefined) controller.queue.add(key);
     };
     const { caches } = this;
-    caches.trainings.onChange((_event, training) => {
-      enqueue(objectKey(training));
+    resources.onChange((_event, object) => {
+      enqueue(objectKey(object));
     });
     for (const children of [
       caches.jobs,
       caches.configMaps,
     ] as ResilientInformer<KubernetesObject>[]) {
       children.onChange((_event, child) => {
-        enqueue(ownerKey(child, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion));
+        enqueue(ownerKey(child, owner.kind, owner.apiVersion));
       });
     }
-    // A pod belongs to a Job, which belongs to the training.
+    // A pod belongs to a Job, which belongs to the owner.
     caches.pods.onChange((_event, pod) => {
       const job = pod.metadata?.labels?.['batch.kubernetes.io/job-name'];
-      const owner = job && caches.jobs.get(pod.metadata?.namespace, job);
-      if (owner) enqueue(ownerKey(owner, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion));
+      const parent = job && caches.jobs.get(pod.metadata?.namespace, job);
+      if (parent) enqueue(ownerKey(parent, owner.kind, owner.apiVersion));
     });
   }
 
@@ -163,10 +180,11 @@ export class Manager {
   startControllers(): void {
     if (this.controllersStarted) return;
     this.controllersStarted = true;
-    for (const controller of this.controllers) controller.start();
     // Every object is reconciled once at start, whatever happened while no one was leading.
-    for (const training of this.caches.trainings.list())
-      this.controllers[0]?.queue.add(objectKey(training));
+    for (const { controller, keys } of this.controllers) {
+      controller.start();
+      for (const key of keys()) controller.queue.add(key);
+    }
   }
 
   /** Serves `/metrics`, `/healthz` and `/readyz` on `port` (0: any free port); resolves with it. */
@@ -195,7 +213,7 @@ export class Manager {
 
   /** Stops controllers (waiting for running reconciles), informers and the server. */
   async stop(): Promise<void> {
-    await Promise.all(this.controllers.map((controller) => controller.stop()));
+    await Promise.all(this.controllers.map(({ controller }) => controller.stop()));
     for (const informer of Object.values(this.caches) as ResilientInformer<KubernetesObject>[])
       informer.stop();
     await this.events.flush();

@@ -220,3 +220,55 @@ export function artifactsVolume(
     mount: { name: 'artifacts', mountPath: ARTIFACTS_MOUNT, readOnly },
   };
 }
+
+/** What a pod asks for: GPUs, CPU and memory, as the CRDs spell them. */
+export interface RequestedResources {
+  readonly gpus?: number;
+  readonly gpuResourceName?: string;
+  readonly cpu?: number | string;
+  readonly memory?: number | string;
+}
+
+/**
+ * GPUs as request and limit of their extended resource (`defaultGpus` when unset), CPU as a
+ * request, memory as request and limit.
+ */
+export function resourceRequirements(
+  resources: RequestedResources,
+  defaultGpus: number,
+): V1ResourceRequirements {
+  const gpus = resources.gpus ?? defaultGpus;
+  const requests: Record<string, string> = {};
+  const limits: Record<string, string> = {};
+  if (gpus > 0) {
+    const gpu = resources.gpuResourceName ?? 'nvidia.com/gpu';
+    requests[gpu] = String(gpus);
+    limits[gpu] = String(gpus);
+  }
+  if (resources.cpu !== undefined) requests.cpu = String(resources.cpu);
+  if (resources.memory !== undefined) {
+    requests.memory = String(resources.memory);
+    limits.memory = String(resources.memory);
+  }
+  return {
+    ...(Object.keys(requests).length > 0 ? { requests } : {}),
+    ...(Object.keys(limits).length > 0 ? { limits } : {}),
+  };
+}
+
+/**
+ * TensorFlow's thread pools sized to the CPU request (whole cores, at least one), so that a
+ * profiling pod and a serving pod on the same device use the same threads, and a container does
+ * not start one thread per core of the node. None when no CPU is requested.
+ */
+export function threadEnv(cpu: number | string | undefined): V1EnvVar[] {
+  if (cpu === undefined) return [];
+  const text = String(cpu);
+  const cores = text.endsWith('m') ? Number(text.slice(0, -1)) / 1000 : Number(text);
+  if (!Number.isFinite(cores) || cores <= 0) return [];
+  const threads = String(Math.max(1, Math.floor(cores)));
+  return [
+    { name: 'TF_NUM_INTRAOP_THREADS', value: threads },
+    { name: 'TF_NUM_INTEROP_THREADS', value: threads },
+  ];
+}

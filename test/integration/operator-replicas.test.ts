@@ -95,7 +95,11 @@ describe('operator replicas', () => {
       description: 'the Job of the first training',
       timeoutMs: 20_000,
     });
-    assert.ok((await reconciles(leader)) > 0);
+    // The Job appears while the reconcile that created it is still writing status.
+    await waitFor(async () => (await reconciles(leader)) > 0, {
+      description: 'a finished reconcile on the leader',
+      timeoutMs: 10_000,
+    });
     assert.equal(await reconciles(standby), 0, 'the standby reconciled');
     for (const replica of [leader, standby]) {
       const ready = await fetch(`http://127.0.0.1:${replica.metricsPort}/readyz`);
@@ -107,10 +111,10 @@ describe('operator replicas', () => {
     const leader = replicas.find((r) => r.leading);
     const standby = replicas.find((r) => !r.leading);
     assert.ok(leader && standby);
-    const stoppedAt = Date.now();
     await leader.stop();
+    const stoppedAt = Date.now();
     await waitFor(() => standby.leading, { description: 'the standby to lead', timeoutMs: 10_000 });
-    // Released, not expired: well within the 2 s lease.
+    // Released, not expired: sooner than the 2 s lease would have run out.
     assert.ok(Date.now() - stoppedAt < 2_000, `took over after ${Date.now() - stoppedAt} ms`);
     await createTraining('second');
     await waitFor(() => job('second-train-g1'), {

@@ -8,7 +8,7 @@
  */
 import { posix } from 'node:path';
 
-import type { V1Job, V1OwnerReference, V1ResourceRequirements } from '@kubernetes/client-node';
+import type { V1Job, V1OwnerReference } from '@kubernetes/client-node';
 
 import type { SupernetTraining as SupernetTrainingResource } from '../../api/index.js';
 import type { OperatorConfig } from '../../config.js';
@@ -21,6 +21,7 @@ import {
   compofaJob,
   ownedMeta,
   reporterObjects,
+  resourceRequirements,
   securePodSpec,
   type ReporterObjects,
 } from '../pods.js';
@@ -147,7 +148,7 @@ export function trainingJob(
           image: spec.image ?? config.trainerImage,
           command: ['compofa'],
           args,
-          resources: trainingResources(training),
+          resources: resourceRequirements(spec.resources ?? {}, 1),
           volumeMounts: mounts,
         }),
       ],
@@ -156,26 +157,4 @@ export function trainingJob(
       ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
     }),
   );
-}
-
-/** GPUs as request and limit of their extended resource; CPU and memory as requested. */
-function trainingResources(training: SupernetTraining): V1ResourceRequirements {
-  const resources = training.spec.resources ?? {};
-  const gpus = resources.gpus ?? 1;
-  const requests: Record<string, string> = {};
-  const limits: Record<string, string> = {};
-  if (gpus > 0) {
-    const gpu = resources.gpuResourceName ?? 'nvidia.com/gpu';
-    requests[gpu] = String(gpus);
-    limits[gpu] = String(gpus);
-  }
-  if (resources.cpu !== undefined) requests.cpu = String(resources.cpu);
-  if (resources.memory !== undefined) {
-    requests.memory = String(resources.memory);
-    limits.memory = String(resources.memory);
-  }
-  return {
-    ...(Object.keys(requests).length > 0 ? { requests } : {}),
-    ...(Object.keys(limits).length > 0 ? { limits } : {}),
-  };
 }

@@ -4,10 +4,11 @@
  * plan needs, delete the ones it no longer wants, and patch status only when it changed. Safe to
  * rerun at any point: Jobs are found by name, so a restarted operator never starts a second one.
  */
-import type { KubernetesObject, V1ConfigMap, V1Job } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Job } from '@kubernetes/client-node';
 
 import { SUPERNET_TRAINING } from '../../api/index.js';
-import { controllerReference, patchStatus, serverSideApply } from '../../runtime/apply.js';
+import { controllerReference, serverSideApply } from '../../runtime/apply.js';
+import { applyAll, controlledBy, deleteChild, writeStatus } from '../common.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import type { ControllerContext } from '../context.js';
 import { TRAINING_LABEL } from '../names.js';
@@ -37,14 +38,12 @@ export class SupernetTrainingReconciler {
     const names = trainingChildNames(training, generation);
 
     const reporter = trainingReporter(training, generation, owner);
-    for (const child of [
+    await applyAll(this.context, [
       reporter.serviceAccount,
       reporter.role,
       reporter.roleBinding,
       reporter.configMap,
-    ]) {
-      await serverSideApply(objects, child, config.fieldManager);
-    }
+    ]);
 
     const jobs: Record<TrainingStage, V1Job | undefined> = {
       train: caches.jobs.get(namespace, names.train),
@@ -81,27 +80,7 @@ export class SupernetTrainingReconciler {
       names.report,
     );
 
-    const wrote = await patchStatus(
-      this.context.customObjects,
-      {
-        group: SUPERNET_TRAINING.group,
-        version: SUPERNET_TRAINING.version,
-        plural: SUPERNET_TRAINING.plural,
-        namespace,
-        name: training.metadata.name,
-      },
-      plan.status,
-      cached,
-      { fieldManager: config.fieldManager },
-    );
-    if (wrote && plan.event) {
-      this.context.events.record(training, {
-        type: plan.event.type,
-        reason: plan.event.reason,
-        action: 'Reconcile',
-        note: plan.event.message,
-      });
-    }
+    await writeStatus(this.context, SUPERNET_TRAINING, training, plan.status, plan.event);
     return undefined;
   }
 
@@ -117,13 +96,11 @@ export class SupernetTrainingReconciler {
   ): Promise<void> {
     const { caches } = this.context;
     const { namespace, uid } = training.metadata;
-    const owned = (object: KubernetesObject): boolean =>
-      object.metadata?.ownerReferences?.some((ref) => ref.uid === uid && ref.controller === true) ??
-      false;
+    const owned = (object: KubernetesObject): boolean => controlledBy(object, uid);
     for (const job of caches.jobs.list(namespace)) {
       const name = job.metadata?.name ?? '';
       if (owned(job) && !wantedJobs.has(name) && !job.metadata?.deletionTimestamp) {
-        await this.delete(job);
+        await deleteChild(this.context, job);
       }
     }
     for (const map of caches.configMaps.list(namespace)) {
@@ -135,24 +112,8 @@ export class SupernetTrainingReconciler {
         name !== currentReport &&
         !map.metadata?.deletionTimestamp
       ) {
-        await this.delete(map);
+        await deleteChild(this.context, map);
       }
-    }
-  }
-
-  private async delete(object: V1Job | V1ConfigMap): Promise<void> {
-    try {
-      // Background: the Job's pods go with it.
-      await this.context.objects.delete(
-        object,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        'Background',
-      );
-    } catch (error) {
-      if ((error as { code?: number }).code !== 404) throw error;
     }
   }
 }

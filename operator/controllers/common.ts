@@ -1,0 +1,75 @@
+/**
+ * Steps every reconciler takes the same way: apply children, delete what is no longer wanted,
+ * and write status (only when it changed) with an Event for a transition.
+ */
+import type { KubernetesObject } from '@kubernetes/client-node';
+
+import { patchStatus, serverSideApply } from '../runtime/apply.js';
+import type { ControllerContext } from './context.js';
+import type { StoredMeta } from './objects.js';
+
+/** Server-side applies `children` in order under the operator's field manager. */
+export async function applyAll(
+  context: ControllerContext,
+  children: readonly KubernetesObject[],
+): Promise<void> {
+  for (const child of children) {
+    await serverSideApply(context.objects, child, context.config.fieldManager);
+  }
+}
+
+/** Deletes `object` (its dependents in the background); an object already gone is fine. */
+export async function deleteChild(
+  context: ControllerContext,
+  object: KubernetesObject,
+): Promise<void> {
+  try {
+    await context.objects.delete(object, undefined, undefined, undefined, undefined, 'Background');
+  } catch (error) {
+    if ((error as { code?: number }).code !== 404) throw error;
+  }
+}
+
+/** True when `object` is controlled by the owner with `uid`. */
+export function controlledBy(object: KubernetesObject, uid: string): boolean {
+  return (
+    object.metadata?.ownerReferences?.some((ref) => ref.uid === uid && ref.controller === true) ??
+    false
+  );
+}
+
+/** A one-line account of a transition, recorded as an Event when status changed. */
+export interface TransitionEvent {
+  readonly type: 'Normal' | 'Warning';
+  readonly reason: string;
+  readonly message: string;
+}
+
+/**
+ * Writes `status` through the status subresource when it differs from `current`'s, and then
+ * records `event`; resolves with whether it wrote.
+ */
+export async function writeStatus(
+  context: ControllerContext,
+  resource: { readonly group: string; readonly version: string; readonly plural: string },
+  current: KubernetesObject & { metadata: StoredMeta; status?: unknown },
+  status: object,
+  event: TransitionEvent | undefined,
+): Promise<boolean> {
+  const wrote = await patchStatus(
+    context.customObjects,
+    { ...resource, namespace: current.metadata.namespace, name: current.metadata.name },
+    status,
+    current,
+    { fieldManager: context.config.fieldManager },
+  );
+  if (wrote && event) {
+    context.events.record(current, {
+      type: event.type,
+      reason: event.reason,
+      action: 'Reconcile',
+      note: event.message,
+    });
+  }
+  return wrote;
+}
