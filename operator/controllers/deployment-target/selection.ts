@@ -1,0 +1,107 @@
+/**
+ * A DeploymentTarget's choice, pure: the trained supernet's accuracy table joined with the
+ * device's latency table, then CompOFA's exhaustive selection (compofa/selection.ts) under the
+ * target's budget, statistic and accuracy floor. The same tables and spec always give the same
+ * subnet.
+ */
+import { ARCHITECTURE_PRESETS } from '../../../compofa/architecture.js';
+import { createDesignSpace } from '../../../compofa/design-space.js';
+import { selectSubnet } from '../../../compofa/selection.js';
+import { joinTables, parseAccuracyTable, parseLatencyTable } from '../../../compofa/tables.js';
+import type {
+  ClosestSubnet,
+  DeploymentTarget,
+  SelectedSubnet,
+  SupernetTraining,
+} from '../../api/index.js';
+
+/** A table's JSON text and where it came from (for messages). */
+export interface TableText {
+  readonly text: string | undefined;
+  readonly where: string;
+}
+
+/** The outcome of {@link chooseSubnet}; `reason` is a stable condition reason. */
+export type Choice =
+  | {
+      readonly ok: true;
+      readonly selected: SelectedSubnet;
+      readonly predictedAccuracy: number;
+      readonly expectedLatencyMs: number;
+      readonly message: string;
+    }
+  | {
+      readonly ok: false;
+      readonly reason:
+        'InvalidTable' | 'NothingFitsBudget' | 'BelowAccuracyFloor' | 'NoMeasurements';
+      readonly message: string;
+      readonly closest?: ClosestSubnet;
+    };
+
+/** Selects the subnet `target` should serve from the two tables of `training`'s supernet. */
+export function chooseSubnet(
+  target: Pick<DeploymentTarget, 'spec'>,
+  training: Pick<SupernetTraining, 'spec'>,
+  accuracy: TableText,
+  latency: TableText,
+): Choice {
+  const space = createDesignSpace(
+    training.spec.designSpace ?? 'compound',
+    ARCHITECTURE_PRESETS[training.spec.architecture?.preset ?? 'small'],
+  );
+  let joined;
+  try {
+    const parse = (table: TableText): unknown => {
+      if (table.text === undefined) throw new Error(`${table.where} holds no table`);
+      return JSON.parse(table.text);
+    };
+    joined = joinTables(
+      parseAccuracyTable(parse(accuracy), accuracy.where, space),
+      parseLatencyTable(parse(latency), latency.where, space),
+      target.spec.latencyStatistic ?? 'p95',
+    );
+  } catch (error) {
+    return { ok: false, reason: 'InvalidTable', message: (error as Error).message };
+  }
+  const floor = target.spec.objective?.accuracyFloor;
+  const result = selectSubnet(joined.measurements, {
+    latencyBudgetMs: target.spec.latencyBudgetMs,
+    ...(floor === undefined ? {} : { accuracyFloor: floor }),
+  });
+  if (result.ok) {
+    const spec = space.parse(result.selected.id);
+    return {
+      ok: true,
+      selected: {
+        id: result.selected.id,
+        resolution: spec.resolution,
+        depths: spec.units.map((unit) => unit.depth),
+        expandRatios: spec.units.flatMap((unit) => unit.expandRatios),
+        kernelSizes: spec.units.flatMap((unit) => unit.kernelSizes),
+      },
+      predictedAccuracy: result.selected.accuracy,
+      expectedLatencyMs: result.selected.latencyMs,
+      message: result.message,
+    };
+  }
+  const near =
+    result.reason === 'NothingFitsBudget'
+      ? result.fastest
+      : result.reason === 'BelowAccuracyFloor'
+        ? result.best
+        : undefined;
+  return {
+    ok: false,
+    reason: result.reason,
+    message: result.message,
+    ...(near
+      ? {
+          closest: {
+            id: near.id,
+            predictedAccuracy: near.accuracy,
+            expectedLatencyMs: near.latencyMs,
+          },
+        }
+      : {}),
+  };
+}
