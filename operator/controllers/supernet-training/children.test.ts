@@ -5,6 +5,7 @@ import type { V1OwnerReference } from '@kubernetes/client-node';
 
 import { DEFAULT_OPERATOR_CONFIG } from '../../config.js';
 import {
+  extractionJob,
   trainingChildNames,
   trainingJob,
   trainingReporter,
@@ -180,6 +181,30 @@ describe('the children of a SupernetTraining', () => {
     assert.deepEqual(reporter.roleBinding.subjects, [
       { kind: 'ServiceAccount', name: 'fmnist-reporter', namespace: 'ml' },
     ]);
+  });
+
+  it('extracts one subnet per Job, on CPU, without API access, into its model folder', () => {
+    const subnet = 'r28-d2e3-d3e4-d4e6-d2e3-d3e4';
+    const job = extractionJob(training(), 3, subnet, OWNER, DEFAULT_OPERATOR_CONFIG);
+    const other = extractionJob(
+      training(),
+      3,
+      'r28-d4e6-d3e4-d4e6-d2e3-d3e4',
+      OWNER,
+      DEFAULT_OPERATOR_CONFIG,
+    );
+    assert.match(job.metadata?.name ?? '', /^fmnist-extract-g3-[0-9a-f]{10}$/);
+    assert.notEqual(job.metadata?.name, other.metadata?.name);
+    const pod = job.spec?.template.spec;
+    const args = pod?.containers[0]?.args;
+    assert.equal(args?.[0], 'extract');
+    assert.equal(flag(args, '--subnet'), subnet);
+    assert.equal(flag(args, '--out'), `/artifacts/fmnist/g3/models/${subnet}`);
+    assert.equal(flag(args, '--checkpoint-dir'), '/artifacts/fmnist/g3/checkpoint');
+    assert.equal(flag(args, '--report-configmap'), undefined);
+    assert.equal(pod?.automountServiceAccountToken, false);
+    assert.deepEqual(pod.containers[0]?.resources, {});
+    assert.equal(job.metadata?.labels?.['app.kubernetes.io/component'], 'extraction');
   });
 
   it('keeps child names valid and distinct for long training names', () => {

@@ -8,12 +8,12 @@
  */
 import { posix } from 'node:path';
 
-import type { V1Job, V1OwnerReference } from '@kubernetes/client-node';
+import type { V1Job, V1OwnerReference, V1ResourceRequirements } from '@kubernetes/client-node';
 
 import type { SupernetTraining as SupernetTrainingResource } from '../../api/index.js';
 import type { OperatorConfig } from '../../config.js';
 import type { Stored } from '../objects.js';
-import { childLabels, childName, TRAINING_LABEL } from '../names.js';
+import { childLabels, childName, shortHash, TRAINING_LABEL } from '../names.js';
 import {
   ARTIFACTS_MOUNT,
   artifactsVolume,
@@ -86,8 +86,86 @@ export function trainingJob(
   owner: V1OwnerReference,
   config: OperatorConfig,
 ): V1Job {
-  const { spec, metadata } = training;
+  const { spec } = training;
   const names = trainingChildNames(training, generation);
+  const paths = trainingPaths(training, generation);
+  const args =
+    stage === 'train'
+      ? [
+          'train',
+          ...['--epochs-scale', String(spec.schedule?.epochsScale ?? 1)],
+          ...['--batch-size', String(spec.schedule?.batchSize ?? 64)],
+          ...['--checkpoint-every', String(spec.artifacts.checkpointEverySteps ?? 100)],
+          // A replaced pod continues the checkpoint of this generation instead of starting over.
+          '--resume',
+        ]
+      : ['evaluate', ...['--out', paths.accuracyTable]];
+  return trainerJob(training, generation, owner, config, {
+    name: stage === 'train' ? names.train : names.evaluate,
+    component: stage === 'train' ? 'training' : 'evaluation',
+    args: [...args, ...['--report-configmap', names.report]],
+    serviceAccountName: names.reporter,
+    resources: resourceRequirements(spec.resources ?? {}, 1),
+    nodeSelector: spec.nodeSelector,
+    tolerations: spec.tolerations,
+  });
+}
+
+/** Where the model of `subnet` extracted from `generation` lives, as pods see it. */
+export function modelPath(training: SupernetTraining, generation: number, subnet: string): string {
+  return posix.join(trainingPaths(training, generation).models, subnet);
+}
+
+/** The Job name that extracts `subnet` from `generation`: one per pair, shared by targets. */
+export function extractionJobName(
+  training: SupernetTraining,
+  generation: number,
+  subnet: string,
+): string {
+  return childName(training.metadata.name, `extract-g${generation}-${shortHash(subnet)}`);
+}
+
+/**
+ * The Job that extracts `subnet` of `generation` into its model folder, on CPU anywhere (it needs
+ * the checkpoint and the dataset for batch-norm re-calibration, not the device). It reports
+ * nothing: its success is the model on the volume.
+ */
+export function extractionJob(
+  training: SupernetTraining,
+  generation: number,
+  subnet: string,
+  owner: V1OwnerReference,
+  config: OperatorConfig,
+): V1Job {
+  return trainerJob(training, generation, owner, config, {
+    name: extractionJobName(training, generation, subnet),
+    component: 'extraction',
+    args: [
+      'extract',
+      ...['--subnet', subnet],
+      ...['--out', modelPath(training, generation, subnet)],
+    ],
+    resources: {},
+  });
+}
+
+/** A Job of the trainer image with the training's data and checkpoint flags and volumes. */
+function trainerJob(
+  training: SupernetTraining,
+  generation: number,
+  owner: V1OwnerReference,
+  config: OperatorConfig,
+  job: {
+    readonly name: string;
+    readonly component: string;
+    readonly args: readonly string[];
+    readonly serviceAccountName?: string;
+    readonly resources: V1ResourceRequirements;
+    readonly nodeSelector?: Readonly<Record<string, string>> | undefined;
+    readonly tolerations?: SupernetTraining['spec']['tolerations'];
+  },
+): V1Job {
+  const { spec, metadata } = training;
   const paths = trainingPaths(training, generation);
   const dataset = spec.dataset ?? {};
   const artifacts = artifactsVolume(spec.artifacts.claimName, false);
@@ -106,7 +184,9 @@ export function trainingJob(
       datasetPath = posix.join(ARTIFACTS_MOUNT, dataset.path);
     }
   }
-  const common = [
+  const [command, ...rest] = job.args;
+  const args = [
+    command ?? '',
     ...['--preset', spec.architecture?.preset ?? 'small'],
     ...['--design-space', spec.designSpace ?? 'compound'],
     ...['--dataset', dataset.type ?? 'fashion-mnist'],
@@ -116,45 +196,29 @@ export function trainingJob(
       : ['--limit-per-class', String(dataset.limitPerClass)]),
     ...['--seed', String(spec.schedule?.seed ?? 0)],
     ...['--checkpoint-dir', paths.checkpoint],
-    ...['--report-configmap', names.report],
+    ...rest,
     '--json',
   ];
-  const args =
-    stage === 'train'
-      ? [
-          'train',
-          ...common,
-          ...['--epochs-scale', String(spec.schedule?.epochsScale ?? 1)],
-          ...['--batch-size', String(spec.schedule?.batchSize ?? 64)],
-          ...['--checkpoint-every', String(spec.artifacts.checkpointEverySteps ?? 100)],
-          // A replaced pod continues the checkpoint of this generation instead of starting over.
-          '--resume',
-        ]
-      : ['evaluate', ...common, ...['--out', paths.accuracyTable]];
-  const jobName = stage === 'train' ? names.train : names.evaluate;
-  const labels = childLabels(
-    { [TRAINING_LABEL]: metadata.name },
-    stage === 'train' ? 'training' : 'evaluation',
-  );
+  const labels = childLabels({ [TRAINING_LABEL]: metadata.name }, job.component);
   return compofaJob(
     config,
-    ownedMeta(jobName, metadata.namespace, labels, owner),
+    ownedMeta(job.name, metadata.namespace, labels, owner),
     securePodSpec(config, {
       restartPolicy: 'Never',
-      serviceAccountName: names.reporter,
+      ...(job.serviceAccountName ? { serviceAccountName: job.serviceAccountName } : {}),
       containers: [
         compofaContainer(config, {
           name: 'compofa',
           image: spec.image ?? config.trainerImage,
           command: ['compofa'],
           args,
-          resources: resourceRequirements(spec.resources ?? {}, 1),
+          resources: job.resources,
           volumeMounts: mounts,
         }),
       ],
       volumes,
-      ...(spec.nodeSelector ? { nodeSelector: spec.nodeSelector } : {}),
-      ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+      ...(job.nodeSelector ? { nodeSelector: job.nodeSelector } : {}),
+      ...(job.tolerations ? { tolerations: job.tolerations } : {}),
     }),
   );
 }
