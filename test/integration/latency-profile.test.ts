@@ -10,6 +10,7 @@ import {
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  KubernetesObjectApi,
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
@@ -19,6 +20,17 @@ import { CompoundSpace } from '../../compofa/design-space.js';
 import { formatTable } from '../../compofa/tables.js';
 import { LATENCY_PROFILE, type LatencyProfile } from '../../operator/api/index.js';
 import { DEFAULT_OPERATOR_CONFIG } from '../../operator/config.js';
+import {
+  servingDeployment,
+  servingService,
+  targetProfile,
+  type DeploymentTarget,
+} from '../../operator/controllers/deployment-target/children.js';
+import {
+  extractionJob,
+  type SupernetTraining,
+} from '../../operator/controllers/supernet-training/children.js';
+import { controllerReference, serverSideApply } from '../../operator/runtime/apply.js';
 import { Manager } from '../../operator/manager.js';
 import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
@@ -181,6 +193,43 @@ describe('the LatencyProfile controller', () => {
       ready.message,
       /was measured for architecture [0-9a-f]{16}, not [0-9a-f]{16} \(preset small\)/,
     );
+  });
+
+  it("accepts a DeploymentTarget's children (server-side dry run)", async () => {
+    const training: SupernetTraining = {
+      apiVersion: 'compofa.io/v1alpha1',
+      kind: 'SupernetTraining',
+      metadata: { name: 'fmnist', namespace: NAMESPACE, uid: 'fmnist-uid', generation: 2 },
+      spec: { artifacts: { claimName: 'artifacts' } },
+    };
+    const target: DeploymentTarget = {
+      apiVersion: 'compofa.io/v1alpha1',
+      kind: 'DeploymentTarget',
+      metadata: { name: 'edge', namespace: NAMESPACE, uid: 'edge-uid', generation: 1 },
+      spec: {
+        supernetRef: { name: 'fmnist' },
+        device: { nodeSelector: ARM, resources: { cpu: '2', memory: '1Gi' } },
+        latencyBudgetMs: 40,
+      },
+    };
+    const subnet = 'r28-d2e3-d3e4-d4e6-d2e3-d3e4';
+    const children = [
+      targetProfile(target, training, controllerReference(training)),
+      extractionJob(training, 2, subnet, controllerReference(training), DEFAULT_OPERATOR_CONFIG),
+      servingDeployment(
+        target,
+        training,
+        { subnet, generation: 2 },
+        controllerReference(target),
+        DEFAULT_OPERATOR_CONFIG,
+      ),
+      servingService(target, controllerReference(target)),
+    ];
+    const api = KubernetesObjectApi.makeApiClient(plane.kubeConfig());
+    for (const child of children) {
+      const accepted = await serverSideApply(api, child, 'compofa-operator', { dryRun: true });
+      assert.equal(accepted.metadata?.name, child.metadata?.name);
+    }
   });
 
   it('says when no node carries the device labels', async () => {
