@@ -31,8 +31,9 @@ import {
 } from './api/index.js';
 import type { OperatorConfig } from './config.js';
 import type { Caches, ControllerContext } from './controllers/context.js';
-import { MANAGED_BY, MANAGED_BY_LABEL } from './controllers/names.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL } from './controllers/names.js';
 import { registerDomainMetrics } from './domain-metrics.js';
+import { DeploymentTargetReconciler } from './controllers/deployment-target/reconciler.js';
 import { LatencyProfileReconciler } from './controllers/latency-profile/reconciler.js';
 import { SupernetTrainingReconciler } from './controllers/supernet-training/reconciler.js';
 import { Controller, type OperatorLogger, type ReconcileResult } from './runtime/controller.js';
@@ -115,6 +116,12 @@ export class Manager {
     this.addController('supernettraining', SUPERNET_TRAINING, this.caches.trainings, (key) =>
       trainings.reconcile(key),
     );
+    const targets = new DeploymentTargetReconciler(context);
+    this.watchForTargets(
+      this.addController('deploymenttarget', DEPLOYMENT_TARGET, this.caches.targets, (key) =>
+        targets.reconcile(key),
+      ),
+    );
     const profiles = new LatencyProfileReconciler(context);
     this.addController('latencyprofile', LATENCY_PROFILE, this.caches.profiles, (key) =>
       profiles.reconcile(key),
@@ -131,7 +138,7 @@ export class Manager {
     owner: { readonly kind: string; readonly apiVersion: string },
     resources: ResilientInformer<T>,
     reconcile: (key: string) => Promise<ReconcileResult>,
-  ): void {
+  ): Controller {
     const controller = new Controller({
       name,
       reconcile,
@@ -159,6 +166,39 @@ export class Manager {
       const job = pod.metadata?.labels?.['batch.kubernetes.io/job-name'];
       const parent = job && caches.jobs.get(pod.metadata?.namespace, job);
       if (parent) enqueue(ownerKey(parent, owner.kind, owner.apiVersion));
+    });
+    return controller;
+  }
+
+  /**
+   * Targets also follow what they share with others: their supernet's training, its profiles and
+   * extraction Jobs (owned by the training), and their own Deployments and serving pods.
+   */
+  private watchForTargets(controller: Controller): void {
+    const { caches } = this;
+    const targetsOf = (namespace: string | undefined, training: string | undefined): void => {
+      if (!namespace || !training) return;
+      for (const target of caches.targets.list(namespace)) {
+        if (target.spec.supernetRef.name === training) controller.queue.add(objectKey(target));
+      }
+    };
+    caches.trainings.onChange((_event, training) => {
+      targetsOf(training.metadata?.namespace, training.metadata?.name);
+    });
+    for (const shared of [caches.profiles, caches.jobs] as ResilientInformer<KubernetesObject>[]) {
+      shared.onChange((_event, object) => {
+        const owner = ownerKey(object, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion);
+        targetsOf(object.metadata?.namespace, owner?.split('/')[1]);
+      });
+    }
+    caches.deployments.onChange((_event, deployment) => {
+      const key = ownerKey(deployment, DEPLOYMENT_TARGET.kind, DEPLOYMENT_TARGET.apiVersion);
+      if (key) controller.queue.add(key);
+    });
+    caches.pods.onChange((_event, pod) => {
+      const target = pod.metadata?.labels?.[TARGET_LABEL];
+      if (target && pod.metadata?.namespace)
+        controller.queue.add(`${pod.metadata.namespace}/${target}`);
     });
   }
 

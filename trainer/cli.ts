@@ -5,8 +5,10 @@
  * stdout; progress goes to stderr, with a bar and ETA on a terminal only. Exit codes: 0 done,
  * 1 failed (the message names what and why), 2 bad usage, 3 no subnet meets the budget.
  */
+import { realpathSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { ARCHITECTURE_PRESETS, type ArchitecturePreset } from '../compofa/architecture.js';
@@ -520,6 +522,10 @@ export async function main(args: readonly string[]): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '')) {
+// Run when this file is the program, also through a symlink or an npm bin entry of another name.
+if (
+  process.argv[1] &&
+  realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+) {
   process.exitCode = await main(process.argv.slice(2));
 }

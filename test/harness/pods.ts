@@ -52,33 +52,54 @@ export async function boundPodOfJob(
   }
 }
 
-/** Reports `pod`'s containers as terminated with `exitCode`, as a kubelet would. */
-export async function finishPod(core: CoreV1Api, pod: V1Pod, exitCode: number): Promise<void> {
+/**
+ * Read-modify-write of a pod's status, again on a 409 Conflict (the scheduler or the Job
+ * controller wrote the pod meanwhile).
+ */
+async function updatePodStatus(
+  core: CoreV1Api,
+  pod: V1Pod,
+  change: (current: V1Pod) => void,
+): Promise<void> {
   const name = pod.metadata?.name ?? '';
   const namespace = pod.metadata?.namespace ?? '';
-  const current = await core.readNamespacedPod({ name, namespace });
-  const now = new Date();
-  current.status = Object.assign(current.status ?? {}, {
-    phase: exitCode === 0 ? 'Succeeded' : 'Failed',
-    startTime: current.status?.startTime ?? now,
-    containerStatuses: (current.spec?.containers ?? []).map((container) => ({
-      name: container.name,
-      image: container.image ?? '',
-      imageID: '',
-      ready: false,
-      restartCount: 0,
-      started: false,
-      state: {
-        terminated: {
-          exitCode,
-          reason: exitCode === 0 ? 'Completed' : 'Error',
-          startedAt: now,
-          finishedAt: now,
+  for (let attempt = 1; ; attempt++) {
+    const current = await core.readNamespacedPod({ name, namespace });
+    change(current);
+    try {
+      await core.replaceNamespacedPodStatus({ name, namespace, body: current });
+      return;
+    } catch (error) {
+      if ((error as { code?: number }).code !== 409 || attempt >= 10) throw error;
+    }
+  }
+}
+
+/** Reports `pod`'s containers as terminated with `exitCode`, as a kubelet would. */
+export async function finishPod(core: CoreV1Api, pod: V1Pod, exitCode: number): Promise<void> {
+  await updatePodStatus(core, pod, (current) => {
+    const now = new Date();
+    current.status = Object.assign(current.status ?? {}, {
+      phase: exitCode === 0 ? 'Succeeded' : 'Failed',
+      startTime: current.status?.startTime ?? now,
+      containerStatuses: (current.spec?.containers ?? []).map((container) => ({
+        name: container.name,
+        image: container.image ?? '',
+        imageID: '',
+        ready: false,
+        restartCount: 0,
+        started: false,
+        state: {
+          terminated: {
+            exitCode,
+            reason: exitCode === 0 ? 'Completed' : 'Error',
+            startedAt: now,
+            finishedAt: now,
+          },
         },
-      },
-    })),
+      })),
+    });
   });
-  await core.replaceNamespacedPodStatus({ name, namespace, body: current });
 }
 
 /** Finishes the bound pod of Job `job` with `exitCode`. */
@@ -90,4 +111,29 @@ export async function finishJob(
   hint?: string,
 ): Promise<void> {
   await finishPod(core, await boundPodOfJob(core, namespace, job, hint), exitCode);
+}
+
+/** Reports `pod` as running with every container ready, as a kubelet would once probes pass. */
+export async function markPodReady(core: CoreV1Api, pod: V1Pod): Promise<void> {
+  await updatePodStatus(core, pod, (current) => {
+    const now = new Date();
+    current.status = Object.assign(current.status ?? {}, {
+      phase: 'Running',
+      startTime: now,
+      conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map((type) => ({
+        type,
+        status: 'True',
+        lastTransitionTime: now,
+      })),
+      containerStatuses: (current.spec?.containers ?? []).map((container) => ({
+        name: container.name,
+        image: container.image ?? '',
+        imageID: '',
+        ready: true,
+        started: true,
+        restartCount: 0,
+        state: { running: { startedAt: now } },
+      })),
+    });
+  });
 }

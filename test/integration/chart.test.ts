@@ -142,7 +142,7 @@ function permissions(
 const CLUSTER_NEEDS: Readonly<Record<string, readonly string[]>> = {
   'supernettrainings.compofa.io': ['get', 'list', 'watch'],
   'deploymenttargets.compofa.io': ['get', 'list', 'watch'],
-  'latencyprofiles.compofa.io': ['get', 'list', 'watch'],
+  'latencyprofiles.compofa.io': ['get', 'list', 'watch', 'create', 'patch'],
   'supernettrainings.compofa.io/status': ['get', 'patch', 'update'],
   'deploymenttargets.compofa.io/status': ['get', 'patch', 'update'],
   'latencyprofiles.compofa.io/status': ['get', 'patch', 'update'],

@@ -11,7 +11,8 @@ import { controllerReference, serverSideApply } from '../../runtime/apply.js';
 import { applyAll, controlledBy, deleteChild, writeStatus } from '../common.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import type { ControllerContext } from '../context.js';
-import { TRAINING_LABEL } from '../names.js';
+import { COMPONENT_LABEL, TRAINING_LABEL } from '../names.js';
+
 import { stored } from '../objects.js';
 import {
   trainingChildNames,
@@ -21,6 +22,9 @@ import {
   type TrainingStage,
 } from './children.js';
 import { planTraining } from './status.js';
+
+/** The components of the Jobs this reconciler runs and removes. */
+const TRAINING_COMPONENTS: ReadonlySet<string> = new Set(['training', 'evaluation']);
 
 /** Reconciles one SupernetTraining by its `namespace/name` key. */
 export class SupernetTrainingReconciler {
@@ -99,7 +103,9 @@ export class SupernetTrainingReconciler {
     const owned = (object: KubernetesObject): boolean => controlledBy(object, uid);
     for (const job of caches.jobs.list(namespace)) {
       const name = job.metadata?.name ?? '';
-      if (owned(job) && !wantedJobs.has(name) && !job.metadata?.deletionTimestamp) {
+      // Extraction Jobs are the training's too, but the targets' business.
+      const ours = TRAINING_COMPONENTS.has(job.metadata?.labels?.[COMPONENT_LABEL] ?? '');
+      if (ours && owned(job) && !wantedJobs.has(name) && !job.metadata?.deletionTimestamp) {
         await deleteChild(this.context, job);
       }
     }

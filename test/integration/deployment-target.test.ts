@@ -1,0 +1,228 @@
+/**
+ * The DeploymentTarget controller against a real API server: from a trained supernet and a
+ * profiled device class to a selected subnet, its extraction Job, and a serving Deployment and
+ * Service whose pods (played by the harness) become available; a new budget selects again.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+
+import { formatTable } from '../../compofa/tables.js';
+import {
+  DEPLOYMENT_TARGET,
+  LATENCY_PROFILE,
+  SUPERNET_TRAINING,
+  type DeploymentTarget,
+} from '../../operator/api/index.js';
+import { DEFAULT_OPERATOR_CONFIG } from '../../operator/config.js';
+import { Manager } from '../../operator/manager.js';
+import { Logger } from '../../serving/logger.js';
+import { ControlPlane } from '../harness/control-plane.js';
+import { installCrds } from '../harness/crds.js';
+import { finishJob, markPodReady } from '../harness/pods.js';
+import { waitFor } from '../harness/wait.js';
+import { accuracyTable, latencyTable } from '../fixtures/tables.js';
+
+const NAMESPACE = 'fleet';
+const ARM = { 'kubernetes.io/arch': 'arm64' };
+
+describe('the DeploymentTarget controller', () => {
+  let plane: ControlPlane;
+  let core: CoreV1Api;
+  let objects: CustomObjectsApi;
+  let manager: Manager;
+
+  const eventually = <T>(probe: () => Promise<T | undefined | false>, description: string) =>
+    waitFor(probe, { description, timeoutMs: 30_000, hint: plane.logHint });
+  const custom = (resource: { group: string; version: string; plural: string }) => ({
+    group: resource.group,
+    version: resource.version,
+    plural: resource.plural,
+    namespace: NAMESPACE,
+  });
+  const publish = (name: string, key: string, text: string) =>
+    core.patchNamespacedConfigMap(
+      { namespace: NAMESPACE, name, body: { data: { [key]: text } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  const targetStatus = async (name: string) =>
+    (
+      (await objects.getNamespacedCustomObject({
+        ...custom(DEPLOYMENT_TARGET),
+        name,
+      })) as DeploymentTarget
+    ).status;
+
+  before(async () => {
+    plane = await ControlPlane.start();
+    core = plane.kubeConfig().makeApiClient(CoreV1Api);
+    objects = plane.kubeConfig().makeApiClient(CustomObjectsApi);
+    await plane.createNamespace(NAMESPACE);
+    await installCrds(plane, NAMESPACE);
+    await plane.createVolumeClaim(NAMESPACE, 'artifacts');
+    await plane.createNode({ name: 'arm-1', labels: ARM });
+    manager = new Manager({
+      kubeConfig: plane.kubeConfig(),
+      config: DEFAULT_OPERATOR_CONFIG,
+      logger: new Logger('warn', () => undefined),
+    });
+    await manager.startCaches();
+    manager.startControllers();
+    // A trained supernet: its generation's report holds the accuracy table.
+    await objects.createNamespacedCustomObject({
+      ...custom(SUPERNET_TRAINING),
+      body: {
+        apiVersion: SUPERNET_TRAINING.apiVersion,
+        kind: SUPERNET_TRAINING.kind,
+        metadata: { name: 'fmnist' },
+        spec: { artifacts: { claimName: 'artifacts' }, resources: { gpus: 0 } },
+      },
+    });
+    await eventually(
+      () =>
+        core
+          .readNamespacedConfigMap({ namespace: NAMESPACE, name: 'fmnist-g1' })
+          .catch(() => undefined),
+      'the report ConfigMap of the training',
+    );
+    await publish('fmnist-g1', 'accuracy.json', formatTable(accuracyTable()));
+  });
+  after(async () => {
+    await manager.stop();
+    await plane.stop();
+  });
+
+  const latencies = latencyTable()
+    .rows.map((row) => row.p95Ms)
+    .sort((a, b) => a - b);
+  const budget = (fraction: number) =>
+    latencies[Math.floor(fraction * (latencies.length - 1))] ?? NaN;
+
+  it('profiles the device, selects, extracts and serves, then reports Ready', async () => {
+    await objects.createNamespacedCustomObject({
+      ...custom(DEPLOYMENT_TARGET),
+      body: {
+        apiVersion: DEPLOYMENT_TARGET.apiVersion,
+        kind: DEPLOYMENT_TARGET.kind,
+        metadata: { name: 'edge' },
+        spec: {
+          supernetRef: { name: 'fmnist' },
+          device: { nodeSelector: ARM },
+          latencyBudgetMs: budget(0.5),
+        },
+      },
+    });
+    const profileName = await eventually(
+      async () => (await targetStatus('edge'))?.profileRef?.name,
+      'the profile reference',
+    );
+    const profile = await objects.getNamespacedCustomObject({
+      ...custom(LATENCY_PROFILE),
+      name: profileName,
+    });
+    assert.equal(
+      (profile as { metadata: { ownerReferences: { kind: string }[] } }).metadata.ownerReferences[0]
+        ?.kind,
+      'SupernetTraining',
+    );
+    // The harness measures the device.
+    await eventually(
+      () =>
+        core
+          .readNamespacedConfigMap({ namespace: NAMESPACE, name: `${profileName}-g1` })
+          .catch(() => undefined),
+      'the profile report ConfigMap',
+    );
+    await publish(`${profileName}-g1`, 'latency.json', formatTable(latencyTable()));
+
+    const selected = await eventually(async () => {
+      const status = await targetStatus('edge');
+      return status?.phase === 'Extracting' && status;
+    }, 'phase Extracting');
+    const chosen = selected.selectedSubnet?.id ?? '';
+    assert.ok((selected.expectedLatencyMs ?? Infinity) <= budget(0.5));
+    const jobs = await plane
+      .kubeConfig()
+      .makeApiClient(BatchV1Api)
+      .listNamespacedJob({ namespace: NAMESPACE });
+    const extraction = jobs.items.find((job) =>
+      job.metadata?.name?.startsWith('fmnist-extract-g1-'),
+    );
+    assert.ok(extraction, 'an extraction Job');
+    assert.ok(extraction.spec?.template.spec?.containers[0]?.args?.includes(chosen));
+    await finishJob(core, NAMESPACE, extraction.metadata?.name ?? '', 0, plane.logHint);
+
+    const apps = plane.kubeConfig().makeApiClient(AppsV1Api);
+    const deployment = await eventually(
+      () =>
+        apps
+          .readNamespacedDeployment({ namespace: NAMESPACE, name: 'edge-serving' })
+          .catch(() => undefined),
+      'the serving Deployment',
+    );
+    assert.equal(deployment.spec?.template.metadata?.annotations?.['compofa.io/subnet'], chosen);
+    assert.deepEqual(deployment.spec.template.spec?.nodeSelector, ARM);
+    await core.readNamespacedService({ namespace: NAMESPACE, name: 'edge' });
+    // The harness plays the kubelet: the pod passes its probes.
+    const pod = await eventually(async () => {
+      const pods = await core.listNamespacedPod({
+        namespace: NAMESPACE,
+        labelSelector: 'compofa.io/deployment-target=edge',
+      });
+      return pods.items.find((p) => p.spec?.nodeName);
+    }, 'a serving pod bound to the arm node');
+    await markPodReady(core, pod);
+    const ready = await eventually(async () => {
+      const status = await targetStatus('edge');
+      return status?.phase === 'Ready' && status;
+    }, 'phase Ready');
+    assert.equal(ready.endpoint, 'http://edge.fleet.svc:80/v2/models/edge');
+    assert.equal(ready.conditions?.find((c) => c.type === 'Ready')?.reason, 'Serving');
+  });
+
+  it('selects again when only the budget changes, keeping the previous choice in status', async () => {
+    const before = await targetStatus('edge');
+    await objects.patchNamespacedCustomObject(
+      {
+        ...custom(DEPLOYMENT_TARGET),
+        name: 'edge',
+        body: { spec: { latencyBudgetMs: budget(0.95) } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const after = await eventually(async () => {
+      const status = await targetStatus('edge');
+      return status?.selectedSubnet?.id !== before?.selectedSubnet?.id && status;
+    }, 'a new selection');
+    assert.equal(after.previousSelection?.id, before?.selectedSubnet?.id);
+    assert.ok((after.predictedAccuracy ?? 0) > (before?.predictedAccuracy ?? 1));
+    // No retraining and no re-profiling: still one training generation and one profile.
+    const profiles = await objects.listNamespacedCustomObject({ ...custom(LATENCY_PROFILE) });
+    assert.equal((profiles as { items: unknown[] }).items.length, 1);
+  });
+
+  it('names the closest subnet when nothing fits', async () => {
+    await objects.patchNamespacedCustomObject(
+      {
+        ...custom(DEPLOYMENT_TARGET),
+        name: 'edge',
+        body: { spec: { latencyBudgetMs: budget(0) / 2 } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const failed = await eventually(async () => {
+      const status = await targetStatus('edge');
+      return status?.phase === 'Failed' && status;
+    }, 'phase Failed');
+    assert.equal(failed.conditions?.find((c) => c.type === 'Ready')?.reason, 'NothingFitsBudget');
+    assert.equal(failed.closestSubnet?.expectedLatencyMs, budget(0));
+  });
+});
