@@ -269,6 +269,30 @@ export class ControlPlane {
   }
 
   /**
+   * A KubeConfig that authenticates as ServiceAccount `namespace/name` (which must exist) with a
+   * token from the TokenRequest API: for tests of what that account may and may not do.
+   */
+  async kubeConfigAs(namespace: string, name: string): Promise<KubeConfig> {
+    const admin = this.kubeConfig();
+    const request = await admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+      name,
+      namespace,
+      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    });
+    const token = request.status?.token;
+    const cluster = admin.getCurrentCluster();
+    if (!token || !cluster) throw new Error(`no token for ServiceAccount ${namespace}/${name}`);
+    const config = new KubeConfig();
+    config.loadFromOptions({
+      clusters: [cluster],
+      users: [{ name, token }],
+      contexts: [{ name, cluster: cluster.name, user: name }],
+      currentContext: name,
+    });
+    return config;
+  }
+
+  /**
    * Creates PersistentVolumeClaim `name` in `namespace` with a hostPath PersistentVolume bound to
    * it, and waits until the claim is Bound (what a storage provisioner would do), so that pods
    * using it can be scheduled.

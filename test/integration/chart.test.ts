@@ -24,7 +24,6 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   EventsV1Api,
-  KubeConfig,
   PatchStrategy,
   setHeaderOptions,
   type KubernetesObject,
@@ -229,32 +228,6 @@ async function inBatches<T, R>(
   for (let i = 0; i < items.length; i += limit)
     results.push(...(await Promise.all(items.slice(i, i + limit).map(work))));
   return results;
-}
-
-/** A KubeConfig that authenticates as ServiceAccount `namespace/name`, with a TokenRequest token. */
-async function serviceAccountConfig(
-  plane: ControlPlane,
-  namespace: string,
-  name: string,
-): Promise<KubeConfig> {
-  const admin = plane.kubeConfig();
-  const request = await admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
-    name,
-    namespace,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const token = request.status?.token;
-  assert.ok(token, 'the TokenRequest API issued a token');
-  const cluster = admin.getCurrentCluster();
-  assert.ok(cluster);
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [cluster],
-    users: [{ name, token }],
-    contexts: [{ name, cluster: cluster.name, user: name }],
-    currentContext: name,
-  });
-  return config;
 }
 
 describe('the Helm chart', () => {
@@ -747,7 +720,7 @@ describe('the Helm chart', () => {
     });
 
     it('runs the operator under its service account: Lease, Jobs, RBAC, status and events', async () => {
-      const config = await serviceAccountConfig(plane, NAMESPACE, OPERATOR);
+      const config = await plane.kubeConfigAs(NAMESPACE, OPERATOR);
       operator = await runOperator({
         kubeConfig: config,
         config: DEFAULT_OPERATOR_CONFIG,

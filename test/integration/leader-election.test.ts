@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
+import type { KubeConfig } from '@kubernetes/client-node';
 import {
   CoordinationV1Api,
   CoreV1Api,
   EventsV1Api,
-  KubeConfig,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 
@@ -305,30 +305,15 @@ describe('leader election against the API server', () => {
   });
 });
 
-/** A KubeConfig that authenticates as a new ServiceAccount, with a token from the TokenRequest API. */
+/** Creates ServiceAccount `name` and a KubeConfig that authenticates as it. */
 async function serviceAccountConfig(
   plane: ControlPlane,
   namespace: string,
   name: string,
 ): Promise<KubeConfig> {
-  const admin = plane.kubeConfig();
-  const core = admin.makeApiClient(CoreV1Api);
-  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
-  const request = await core.createNamespacedServiceAccountToken({
-    name,
-    namespace,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const token = request.status?.token;
-  assert.ok(token, 'the TokenRequest API issued a token');
-  const cluster = admin.getCurrentCluster();
-  assert.ok(cluster);
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [cluster],
-    users: [{ name, token }],
-    contexts: [{ name, cluster: cluster.name, user: name }],
-    currentContext: name,
-  });
-  return config;
+  await plane
+    .kubeConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
+  return plane.kubeConfigAs(namespace, name);
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 
 import { SMALL_ARCHITECTURE } from '../../compofa/architecture.js';
 import { CompoundSpace } from '../../compofa/design-space.js';
@@ -107,21 +107,7 @@ describe('reports from pods to the operator through a ConfigMap', () => {
         subjects: [{ kind: 'ServiceAccount', name: 'trainer', namespace: NAMESPACE }],
       },
     });
-    const token = await core.createNamespacedServiceAccountToken({
-      namespace: NAMESPACE,
-      name: 'trainer',
-      body: { spec: { audiences: [], expirationSeconds: 600 } },
-    });
-    const admin = plane.kubeConfig();
-    const cluster = admin.getCurrentCluster();
-    assert.ok(cluster && token.status?.token);
-    const asTrainer = new KubeConfig();
-    asTrainer.loadFromOptions({
-      clusters: [cluster],
-      users: [{ name: 'trainer', token: token.status.token }],
-      contexts: [{ name: 'trainer', cluster: cluster.name, user: 'trainer' }],
-      currentContext: 'trainer',
-    });
+    const asTrainer = await plane.kubeConfigAs(NAMESPACE, 'trainer');
     const trainerCore = asTrainer.makeApiClient(CoreV1Api);
     await new ConfigMapReporter(trainerCore, { namespace: NAMESPACE, name: 'mine' }).publish(
       'train.json',
