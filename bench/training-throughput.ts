@@ -39,9 +39,9 @@
  *   per image and per sampled subnet.
  * - --profile: after the timed rounds, one tfjs step with every TensorFlow op it executes timed
  *   (by wrapping the tfjs-node backend's executeSingleOutput/executeMultipleOutputs, which every
- *   kernel goes through, the fused batch norm included), a second one with its ops attributed to
- *   forward, backward and optimizer, and a TensorFlow profiler trace of Keras steps, all per
- *   TensorFlow op type.
+ *   kernel goes through, the fused batch norm and the registered ReluGrad/Relu6Grad included), a
+ *   second one with its ops attributed to forward, backward and optimizer, and a TensorFlow
+ *   profiler trace of Keras steps, all per TensorFlow op type.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -486,9 +486,9 @@ class TfjsTrainer {
 
   /**
    * Two teacher-phase steps with every TensorFlow op timed: tfjs-node runs every kernel (the fused
-   * batch norm included) through its backend's executeSingleOutput or executeMultipleOutputs. The
-   * first step is timed as a whole too; the second attributes each op to a phase by its call
-   * stack (slower, so its wall time is not reported).
+   * batch norm and ReluGrad/Relu6Grad included) through its backend's executeSingleOutput or
+   * executeMultipleOutputs. The first step is timed as a whole too; the second attributes each op
+   * to a phase by its call stack (slower, so its wall time is not reported).
    */
   profileLargest(): ProfileResult['tfjs'] {
     const plain = this.profiledStep(undefined);

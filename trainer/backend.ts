@@ -10,6 +10,8 @@ import { createRequire } from 'node:module';
 
 import type * as tfjs from '@tensorflow/tfjs';
 
+import { installNativeActivationGradients } from './fused-ops.js';
+
 /** The TensorFlow.js API shared by the native and the pure-JS packages. */
 export type TensorFlow = typeof tfjs;
 
@@ -113,6 +115,9 @@ async function load(
     const backend = tf.getBackend();
     if (backend !== 'tensorflow') throw new Error(`it selected the '${backend}' backend`);
     const tensorflowVersion = (tf.backend() as NativeBackend).binding?.TF_Version;
+    // TensorFlow's ReluGrad/Relu6Grad in place of tfjs's composed ReLU gradients, once per
+    // process (trainer/fused-ops.ts: a quarter of a training step).
+    installNativeActivationGradients(tf);
     runtime = {
       tf,
       backend,

@@ -638,7 +638,11 @@ export class Supernet {
   }
 }
 
-/** x * relu6(x + 3) / 6 */
+/**
+ * x * relu6(x + 3) / 6, composed from tfjs ops. With TensorFlow's Relu6Grad registered
+ * (trainer/fused-ops.ts) its backward pass is nine small kernels; a custom-gradient version with
+ * five measured no faster (docs/benchmarks.md, training section), so it is not used.
+ */
 export function hSwish<T extends tfjs.Tensor>(tf: TensorFlow, x: T): T {
   return tf.tidy(() => x.mul(hSigmoid(tf, x)));
 }
