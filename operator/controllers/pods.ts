@@ -4,6 +4,7 @@
  * (see trainer/report.ts). One definition, so every role gets the same hardening.
  */
 import type {
+  KubernetesObject,
   V1ConfigMap,
   V1Container,
   V1EnvVar,
@@ -208,6 +209,11 @@ export function reporterObjects(metadata: ChildMeta, configMapName: string): Rep
       subjects: [{ kind: 'ServiceAccount', name, namespace }],
     },
   };
+}
+
+/** The reporter objects in the order they are applied: the account and its rights first. */
+export function reporterChildren(reporter: ReporterObjects): KubernetesObject[] {
+  return [reporter.serviceAccount, reporter.role, reporter.roleBinding, reporter.configMap];
 }
 
 /** The artifacts PVC as a pod volume and its mount. */

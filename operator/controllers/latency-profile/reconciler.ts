@@ -10,6 +10,7 @@ import { controllerReference } from '../../runtime/apply.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { applyAll, controlledBy, deleteChild, writeStatus } from '../common.js';
 import type { ControllerContext } from '../context.js';
+import { reporterChildren } from '../pods.js';
 import { stored } from '../objects.js';
 import { profileChildNames, profileJob, profileReporter, type LatencyProfile } from './children.js';
 import { planProfile } from './status.js';
@@ -33,12 +34,7 @@ export class LatencyProfileReconciler {
 
     if (!external) {
       const reporter = profileReporter(profile, generation, owner);
-      await applyAll(this.context, [
-        reporter.serviceAccount,
-        reporter.role,
-        reporter.roleBinding,
-        reporter.configMap,
-      ]);
+      await applyAll(this.context, reporterChildren(reporter));
     }
     const job = caches.jobs.get(namespace, names.job);
     const plan = planProfile({

@@ -162,7 +162,7 @@ export function planProfile(observation: ProfileObservation): ProfilePlan {
       { run: true, keep: true },
     );
   }
-  const jobName = { jobName: profileJobName(observation) };
+  const jobName = { jobName: observation.job?.metadata?.name };
   const trouble = podTrouble(observation.pods);
   if (trouble) {
     // The scheduler's words tell "no node has these labels" from "no node has room".
@@ -195,10 +195,6 @@ export function planProfile(observation: ProfileObservation): ProfilePlan {
         { run: true, keep: true },
         jobName,
       );
-}
-
-function profileJobName(observation: ProfileObservation): string | undefined {
-  return observation.job?.metadata?.name;
 }
 
 function validateTable(

@@ -11,6 +11,7 @@ import { controllerReference, serverSideApply } from '../../runtime/apply.js';
 import { applyAll, controlledBy, deleteChild, writeStatus } from '../common.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import type { ControllerContext } from '../context.js';
+import { reporterChildren } from '../pods.js';
 import { COMPONENT_LABEL, TRAINING_LABEL } from '../names.js';
 
 import { stored } from '../objects.js';
@@ -42,12 +43,7 @@ export class SupernetTrainingReconciler {
     const names = trainingChildNames(training, generation);
 
     const reporter = trainingReporter(training, generation, owner);
-    await applyAll(this.context, [
-      reporter.serviceAccount,
-      reporter.role,
-      reporter.roleBinding,
-      reporter.configMap,
-    ]);
+    await applyAll(this.context, reporterChildren(reporter));
 
     const jobs: Record<TrainingStage, V1Job | undefined> = {
       train: caches.jobs.get(namespace, names.train),
