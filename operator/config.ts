@@ -16,6 +16,12 @@ export interface OperatorConfig {
   readonly jobBackoffLimit: number;
   /** UID and GID the pods run as (non-root; the images create this user). */
   readonly podUser: number;
+  /**
+   * Service account of serving pods, which must exist in each target's namespace (the chart's
+   * `servingServiceAccount` creates it with no permissions). Empty: the namespace's `default`.
+   * Either way no token is mounted: the server never calls the API.
+   */
+  readonly servingServiceAccount: string;
 }
 
 /** Defaults: what the Helm chart sets unless told otherwise. */
@@ -26,4 +32,5 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   imagePullPolicy: 'IfNotPresent',
   jobBackoffLimit: 3,
   podUser: 10001,
+  servingServiceAccount: '',
 };

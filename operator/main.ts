@@ -34,12 +34,20 @@ const OPTIONS = {
     default: DEFAULT_OPERATOR_CONFIG.imagePullPolicy,
   },
   'log-level': { type: 'string', env: 'COMPOFA_LOG_LEVEL', default: 'info' },
+  'serving-service-account': {
+    type: 'string',
+    env: 'COMPOFA_SERVING_SERVICE_ACCOUNT',
+    default: DEFAULT_OPERATOR_CONFIG.servingServiceAccount,
+  },
   help: { type: 'boolean', env: '', default: 'false' },
 } as const;
 
 type Name = keyof typeof OPTIONS;
 
 class UsageError extends Error {}
+
+/** A lower-case RFC 1123 subdomain, as service account names are. */
+const SERVICE_ACCOUNT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function usage(): string {
   return [
@@ -89,6 +97,7 @@ async function main(args: readonly string[]): Promise<number | undefined> {
   const port = Number(values['metrics-port']);
   const pullPolicy = values['image-pull-policy'];
   const level = values['log-level'] as LogLevel;
+  const servingAccount = values['serving-service-account'];
   try {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new UsageError(
@@ -103,6 +112,11 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     if (!['debug', 'info', 'warn', 'error'].includes(level)) {
       throw new UsageError(`--log-level must be debug, info, warn or error, got '${level}'`);
     }
+    if (servingAccount !== '' && !SERVICE_ACCOUNT_NAME.test(servingAccount)) {
+      throw new UsageError(
+        `--serving-service-account (COMPOFA_SERVING_SERVICE_ACCOUNT) must be a service account name (lower-case DNS subdomain), got '${servingAccount}'`,
+      );
+    }
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n`);
     return 2;
@@ -112,6 +126,7 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     trainerImage: values['trainer-image'],
     runtimeImage: values['runtime-image'],
     imagePullPolicy: pullPolicy,
+    servingServiceAccount: servingAccount,
   };
   const logger = new Logger(level);
   const kubeConfig = new KubeConfig();

@@ -240,10 +240,16 @@ export interface DeploymentTargetStatus {
    */
   readonly endpoint?: string;
   /**
-   * The selection served before the current one, rolled back to if the new pods do not become
-   * ready.
+   * The last selection that was served with all its replicas available before the current one: what
+   * a rollout that does not become ready is rolled back to.
    */
   readonly previousSelection?: PreviousSelection;
+  /**
+   * The last selection whose pods did not become ready within spec.serving.progressDeadlineSeconds.
+   * While the spec and the supernet stay as they were, it is not rolled out again;
+   * previousSelection serves instead.
+   */
+  readonly failedRollout?: FailedRollout;
   /**
    * When no subnet meets the budget (and floor), the fastest subnet, to say how far off the budget
    * is.
@@ -570,6 +576,14 @@ export interface Serving {
    */
   readonly port?: number;
   /**
+   * How long a rollout may go without progress (the Deployment's progressDeadlineSeconds). A new
+   * selection whose pods are not ready by then is rolled back to status.previousSelection and
+   * recorded in status.failedRollout; it is tried again when the spec or the supernet changes.
+   *
+   * Default: `300`. Constraints: >= 10; <= 86400.
+   */
+  readonly progressDeadlineSeconds?: number;
+  /**
    * The serving image. Unset: the operator's configured serving image.
    *
    * Constraints: not empty; at most 512 characters.
@@ -650,7 +664,10 @@ export interface ProfileRef {
   readonly name: string;
 }
 
-/** The selection served before the current one, rolled back to if the new pods do not become ready. */
+/**
+ * The last selection that was served with all its replicas available before the current one: what a
+ * rollout that does not become ready is rolled back to.
+ */
 export interface PreviousSelection {
   /**
    * The subnet id.
@@ -658,6 +675,12 @@ export interface PreviousSelection {
    * Constraints: at most 253 characters.
    */
   readonly id: string;
+  /**
+   * The supernet's trainedGeneration its model was extracted from.
+   *
+   * Constraints: >= 0.
+   */
+  readonly supernetGeneration?: number;
   /**
    * Its accuracy in the accuracy table.
    *
@@ -670,6 +693,44 @@ export interface PreviousSelection {
    * Constraints: >= 0.
    */
   readonly expectedLatencyMs?: number;
+}
+
+/**
+ * The last selection whose pods did not become ready within spec.serving.progressDeadlineSeconds.
+ * While the spec and the supernet stay as they were, it is not rolled out again; previousSelection
+ * serves instead.
+ */
+export interface FailedRollout {
+  /**
+   * The subnet id.
+   *
+   * Constraints: at most 253 characters.
+   */
+  readonly id: string;
+  /**
+   * The supernet's trainedGeneration it was extracted from.
+   *
+   * Constraints: >= 0.
+   */
+  readonly supernetGeneration: number;
+  /**
+   * The DeploymentTarget's metadata.generation when it failed.
+   *
+   * Constraints: >= 0.
+   */
+  readonly targetGeneration: number;
+  /**
+   * Why, with what the pods reported.
+   *
+   * Constraints: at most 4096 characters.
+   */
+  readonly message: string;
+  /**
+   * When the failure was seen.
+   *
+   * Constraints: format date-time.
+   */
+  readonly time?: string;
 }
 
 /**

@@ -103,6 +103,8 @@ export function securePodSpec(
   options: {
     readonly containers: readonly V1Container[];
     readonly serviceAccountName?: string;
+    /** Mount the service account's token (default: only when a service account is named). */
+    readonly mountToken?: boolean;
     readonly volumes?: readonly V1Volume[];
     readonly nodeSelector?: Readonly<Record<string, string>>;
     readonly tolerations?: readonly Toleration[];
@@ -111,9 +113,8 @@ export function securePodSpec(
 ): V1PodSpec {
   return {
     restartPolicy: options.restartPolicy,
-    ...(options.serviceAccountName
-      ? { serviceAccountName: options.serviceAccountName, automountServiceAccountToken: true }
-      : { automountServiceAccountToken: false }),
+    ...(options.serviceAccountName ? { serviceAccountName: options.serviceAccountName } : {}),
+    automountServiceAccountToken: options.mountToken ?? options.serviceAccountName !== undefined,
     enableServiceLinks: false,
     securityContext: {
       runAsNonRoot: true,

@@ -11,6 +11,7 @@ import {
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  EventsV1Api,
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
@@ -40,8 +41,11 @@ describe('the DeploymentTarget controller', () => {
   let objects: CustomObjectsApi;
   let manager: Manager;
 
-  const eventually = <T>(probe: () => Promise<T | undefined | false>, description: string) =>
-    waitFor(probe, { description, timeoutMs: 30_000, hint: plane.logHint });
+  const eventually = <T>(
+    probe: () => Promise<T | undefined | false>,
+    description: string,
+    timeoutMs = 30_000,
+  ) => waitFor(probe, { description, timeoutMs, hint: plane.logHint });
   const custom = (resource: { group: string; version: string; plural: string }) => ({
     group: resource.group,
     version: resource.version,
@@ -224,5 +228,94 @@ describe('the DeploymentTarget controller', () => {
     }, 'phase Failed');
     assert.equal(failed.conditions?.find((c) => c.type === 'Ready')?.reason, 'NothingFitsBudget');
     assert.equal(failed.closestSubnet?.expectedLatencyMs, budget(0));
+  });
+
+  it('rolls back to the previous subnet when the new pods do not become ready', async () => {
+    const apps = plane.kubeConfig().makeApiClient(AppsV1Api);
+    const before = await targetStatus('edge');
+    const served = before?.previousSelection;
+    assert.ok(served?.supernetGeneration, 'the subnet served in the first test, remembered');
+    // Back to the large budget (its subnet's extraction is still pending), with a short deadline.
+    await objects.patchNamespacedCustomObject(
+      {
+        ...custom(DEPLOYMENT_TARGET),
+        name: 'edge',
+        body: { spec: { latencyBudgetMs: budget(0.95), serving: { progressDeadlineSeconds: 10 } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const extracting = await eventually(async () => {
+      const status = await targetStatus('edge');
+      return status?.phase === 'Extracting' && status;
+    }, 'phase Extracting');
+    const chosen = extracting.selectedSubnet?.id ?? '';
+    assert.notEqual(chosen, served.id);
+    const jobs = await plane
+      .kubeConfig()
+      .makeApiClient(BatchV1Api)
+      .listNamespacedJob({ namespace: NAMESPACE });
+    const extraction = jobs.items.find((job) =>
+      job.spec?.template.spec?.containers[0]?.args?.includes(chosen),
+    );
+    assert.ok(extraction?.metadata?.name, `the extraction Job of ${chosen}`);
+    await finishJob(core, NAMESPACE, extraction.metadata.name, 0, plane.logHint);
+
+    // The new pods never pass their probes: the harness leaves them unready.
+    const subnetOf = async () =>
+      (await apps.readNamespacedDeployment({ namespace: NAMESPACE, name: 'edge-serving' })).spec
+        ?.template.metadata?.annotations?.['compofa.io/subnet'];
+    await eventually(async () => (await subnetOf()) === chosen, `the rollout of ${chosen}`);
+    const degraded = await eventually(async () => {
+      const status = await targetStatus('edge');
+      return status?.phase === 'Degraded' && status;
+    }, 'phase Degraded after the 10 s deadline');
+    assert.equal(await subnetOf(), served.id, 'the Deployment runs the previous subnet again');
+    assert.equal(degraded.selectedSubnet?.id, chosen);
+    assert.equal(degraded.failedRollout?.id, chosen);
+    assert.match(degraded.failedRollout.message, /did not become ready within 10s/);
+    const ready = degraded.conditions?.find((c) => c.type === 'Ready');
+    assert.equal(ready?.reason, 'RolledBack');
+    assert.match(ready.message, new RegExp(`rolled back to ${served.id}`));
+    const events = await plane
+      .kubeConfig()
+      .makeApiClient(EventsV1Api)
+      .listNamespacedEvent({ namespace: NAMESPACE });
+    const rolledBack = events.items.find(
+      (event) => event.regarding?.name === 'edge' && event.reason === 'RolledBack',
+    );
+    assert.equal(rolledBack?.type, 'Warning');
+    // The old pod kept serving throughout (maxUnavailable 0), and the Deployment settles on it.
+    await eventually(async () => {
+      const deployment = await apps.readNamespacedDeployment({
+        namespace: NAMESPACE,
+        name: 'edge-serving',
+      });
+      return (deployment.status?.availableReplicas ?? 0) >= 1;
+    }, 'the previous subnet available');
+  });
+
+  it('removes its Deployment and Service when the target is deleted, not the shared profile', async () => {
+    const apps = plane.kubeConfig().makeApiClient(AppsV1Api);
+    await objects.deleteNamespacedCustomObject({ ...custom(DEPLOYMENT_TARGET), name: 'edge' });
+    await eventually(
+      async () =>
+        (await apps
+          .readNamespacedDeployment({ namespace: NAMESPACE, name: 'edge-serving' })
+          .then(() => false)
+          .catch((error: unknown) => (error as { code?: number }).code === 404)) &&
+        (await core
+          .readNamespacedService({ namespace: NAMESPACE, name: 'edge' })
+          .then(() => false)
+          .catch((error: unknown) => (error as { code?: number }).code === 404)),
+      'the Deployment and Service garbage-collected',
+      // The garbage collector notices a new CRD's kind on its next discovery sync (every 30 s).
+      60_000,
+    );
+    const profiles = await objects.listNamespacedCustomObject({ ...custom(LATENCY_PROFILE) });
+    assert.equal(
+      (profiles as { items: unknown[] }).items.length,
+      1,
+      'the profile is the training’s',
+    );
   });
 });

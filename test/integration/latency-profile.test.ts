@@ -219,7 +219,7 @@ describe('the LatencyProfile controller', () => {
       servingDeployment(
         target,
         training,
-        { subnet, generation: 2 },
+        { id: subnet, supernetGeneration: 2 },
         controllerReference(target),
         DEFAULT_OPERATOR_CONFIG,
       ),

@@ -139,5 +139,13 @@ describe('operator replicas', () => {
       bad.stderr,
       /--metrics-port \(COMPOFA_METRICS_PORT\) must be a port number, got 'x'/,
     );
+    const account = await runCommand(process.execPath, ['--import', 'tsx', MAIN], {
+      COMPOFA_SERVING_SERVICE_ACCOUNT: 'Serving_Pods',
+    });
+    assert.equal(account.code, 2);
+    assert.match(
+      account.stderr,
+      /--serving-service-account \(COMPOFA_SERVING_SERVICE_ACCOUNT\) must be a service account name .*got 'Serving_Pods'/,
+    );
   });
 });

@@ -72,7 +72,7 @@ describe('the children of a DeploymentTarget', () => {
     const deployment = servingDeployment(
       target('edge', { serving: { replicas: 2 }, drift: { tolerance: 0.25 } }),
       training,
-      { subnet: 'r28-d2e3-d3e4-d4e6-d2e3-d3e4', generation: 2 },
+      { id: 'r28-d2e3-d3e4-d4e6-d2e3-d3e4', supernetGeneration: 2 },
       owner('DeploymentTarget', 'edge'),
       DEFAULT_OPERATOR_CONFIG,
     );
@@ -96,6 +96,8 @@ describe('the children of a DeploymentTarget', () => {
       true,
     );
     assert.equal(pod.automountServiceAccountToken, false);
+    assert.equal(pod.serviceAccountName, undefined, "the namespace's default account");
+    assert.equal(spec.progressDeadlineSeconds, 300);
     assert.equal(
       spec.template.metadata?.annotations?.['compofa.io/subnet'],
       'r28-d2e3-d3e4-d4e6-d2e3-d3e4',
@@ -104,6 +106,20 @@ describe('the children of a DeploymentTarget', () => {
     for (const [key, value] of Object.entries(spec.selector.matchLabels ?? {})) {
       assert.equal(spec.template.metadata.labels?.[key], value);
     }
+  });
+
+  it("runs under the configured serving account, still without a token, with the target's deadline", () => {
+    const deployment = servingDeployment(
+      target('edge', { serving: { progressDeadlineSeconds: 45 } }),
+      training,
+      { id: 'r28-d2e3-d3e4-d4e6-d2e3-d3e4', supernetGeneration: 1 },
+      owner('DeploymentTarget', 'edge'),
+      { ...DEFAULT_OPERATOR_CONFIG, servingServiceAccount: 'compofa-serving' },
+    );
+    const pod = deployment.spec?.template.spec;
+    assert.equal(pod?.serviceAccountName, 'compofa-serving');
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.equal(deployment.spec?.progressDeadlineSeconds, 45);
   });
 
   it('puts a Service named after the target in front of the pods', () => {

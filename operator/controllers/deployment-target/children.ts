@@ -22,6 +22,7 @@ import {
   threadEnv,
 } from '../pods.js';
 import { modelPath, type SupernetTraining } from '../supernet-training/children.js';
+import { GENERATION_ANNOTATION, SUBNET_ANNOTATION, type Revision } from './rollout.js';
 
 /** A DeploymentTarget read from the API server. */
 export type DeploymentTarget = Stored<DeploymentTargetResource>;
@@ -70,12 +71,6 @@ export function servingNames(target: DeploymentTarget) {
   return { deployment: childName(target.metadata.name, 'serving'), service: target.metadata.name };
 }
 
-/** What the Deployment serves: the chosen subnet, extracted from a training generation. */
-export interface Served {
-  readonly subnet: string;
-  readonly generation: number;
-}
-
 /**
  * The serving Deployment: `compofa-serve` on the device's nodes, reading the extracted model from
  * the training's artifacts volume (read-only), with readiness after the warm-up inference. The
@@ -85,7 +80,7 @@ export interface Served {
 export function servingDeployment(
   target: DeploymentTarget,
   training: SupernetTraining,
-  served: Served,
+  served: Revision,
   owner: V1OwnerReference,
   config: OperatorConfig,
 ): V1Deployment {
@@ -113,7 +108,10 @@ export function servingDeployment(
     resources: resourceRequirements(resources, 0),
     volumeMounts: [artifacts.mount],
     env: [
-      { name: 'COMPOFA_MODEL_DIR', value: modelPath(training, served.generation, served.subnet) },
+      {
+        name: 'COMPOFA_MODEL_DIR',
+        value: modelPath(training, served.supernetGeneration, served.id),
+      },
       { name: 'COMPOFA_MODEL_NAME', value: metadata.name },
       { name: 'COMPOFA_TARGET', value: metadata.name },
       { name: 'COMPOFA_PORT', value: String(port) },
@@ -137,17 +135,21 @@ export function servingDeployment(
       selector: { matchLabels: selector },
       strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       // A new choice whose pods are not ready by then is rolled back by the operator.
-      progressDeadlineSeconds: 300,
+      progressDeadlineSeconds: serving.progressDeadlineSeconds ?? 300,
       template: {
         metadata: {
           labels: { ...labels },
           annotations: {
-            'compofa.io/subnet': served.subnet,
-            'compofa.io/supernet-generation': String(served.generation),
+            [SUBNET_ANNOTATION]: served.id,
+            [GENERATION_ANNOTATION]: String(served.supernetGeneration),
           },
         },
         spec: securePodSpec(config, {
           restartPolicy: 'Always',
+          ...(config.servingServiceAccount
+            ? { serviceAccountName: config.servingServiceAccount }
+            : {}),
+          mountToken: false,
           containers: [
             Object.assign(container, {
               ports: [{ name: SERVING_PORT_NAME, containerPort: port, protocol: 'TCP' }],

@@ -30,6 +30,13 @@ import {
   targetProfile,
   type DeploymentTarget,
 } from './children.js';
+import {
+  deployedRevision,
+  nextPreviousSelection,
+  planRollout,
+  sameRevision,
+  type Revision,
+} from './rollout.js';
 import { chooseSubnet, type TableText } from './selection.js';
 
 type Update = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
@@ -142,18 +149,8 @@ export class DeploymentTargetReconciler {
       if (choice.closest) extra.closestSubnet = choice.closest;
       return conclude('Failed');
     }
-    const previous = target.status?.selectedSubnet;
-    if (previous && previous.id !== choice.selected.id) {
-      extra.previousSelection = {
-        id: previous.id,
-        ...(target.status.predictedAccuracy === undefined
-          ? {}
-          : { predictedAccuracy: target.status.predictedAccuracy }),
-        ...(target.status.expectedLatencyMs === undefined
-          ? {}
-          : { expectedLatencyMs: target.status.expectedLatencyMs }),
-      };
-    }
+    const chosen: Revision = { id: choice.selected.id, supernetGeneration: generation };
+    extra.previousSelection = nextPreviousSelection(target.status, chosen);
     extra.closestSubnet = undefined;
     extra.selectedSubnet = choice.selected;
     extra.predictedAccuracy = choice.predictedAccuracy;
@@ -193,33 +190,57 @@ export class DeploymentTargetReconciler {
     }
     const owner = controllerReference(target);
     const names = servingNames(target);
+    const deployment = caches.deployments.get(namespace, names.deployment);
+    const plan = planRollout(
+      target.status,
+      target.metadata.generation,
+      chosen,
+      deployment,
+      this.context.now(),
+      this.podTrouble(target)?.message,
+    );
+    extra.failedRollout = plan.failed;
     await applyAll(this.context, [
-      servingDeployment(target, training, { subnet, generation }, owner, config),
+      servingDeployment(target, training, plan.serve, owner, config),
       servingService(target, owner),
     ]);
     extra.deploymentName = names.deployment;
     extra.serviceName = names.service;
     extra.endpoint = servingEndpoint(target);
-    updates.push(
-      this.availability(target, caches.deployments.get(namespace, names.deployment), subnet),
-    );
-    const available = updates.at(-1)?.status === 'True';
-    return conclude(available ? 'Ready' : 'Deploying');
+    const served = this.availability(target, deployment, plan.serve);
+    if (plan.rolledBack) {
+      updates.push({
+        type: 'Available',
+        status: 'False',
+        reason: 'RolledBack',
+        message: `rolled back to ${plan.serve.id} (generation ${plan.serve.supernetGeneration}): ${plan.failed?.message ?? ''}; ${served.message}`,
+      });
+      return conclude('Degraded');
+    }
+    if (plan.failed) {
+      updates.push({
+        type: 'Available',
+        status: 'False',
+        reason: 'RolloutFailed',
+        message: `${plan.failed.message}; no earlier selection was served to roll back to`,
+      });
+      return conclude('Failed');
+    }
+    updates.push(served);
+    return conclude(served.status === 'True' ? 'Ready' : 'Deploying');
   }
 
-  /** Whether the Deployment serves `subnet` with all its replicas available. */
+  /** Whether the Deployment runs `revision` with all its replicas available, or what holds it up. */
   private availability(
     target: DeploymentTarget,
     deployment: V1Deployment | undefined,
-    subnet: string,
+    revision: Revision,
   ): Update {
     const wanted = target.spec.serving?.replicas ?? 1;
     const status = deployment?.status;
-    const current =
-      deployment?.spec?.template.metadata?.annotations?.['compofa.io/subnet'] === subnet;
     const settled = (status?.observedGeneration ?? 0) >= (deployment?.metadata?.generation ?? 1);
     if (
-      current &&
+      sameRevision(deployedRevision(deployment), revision) &&
       settled &&
       (status?.updatedReplicas ?? 0) >= wanted &&
       (status?.availableReplicas ?? 0) >= wanted
@@ -228,21 +249,26 @@ export class DeploymentTargetReconciler {
         type: 'Available',
         status: 'True',
         reason: 'DeploymentAvailable',
-        message: `${wanted} replicas serve ${subnet}`,
+        message: `${wanted} replicas serve ${revision.id}`,
       };
     }
-    const pods = this.context.caches.pods
-      .list(target.metadata.namespace)
-      .filter((pod) => pod.metadata?.labels?.[TARGET_LABEL] === target.metadata.name);
-    const trouble = podTrouble(pods);
+    const trouble = this.podTrouble(target);
     return trouble
       ? { type: 'Available', status: 'False', reason: trouble.reason, message: trouble.message }
       : {
           type: 'Available',
           status: 'False',
           reason: 'RollingOut',
-          message: `rolling out ${subnet}: ${status?.availableReplicas ?? 0} of ${wanted} replicas available`,
+          message: `rolling out ${revision.id}: ${status?.availableReplicas ?? 0} of ${wanted} replicas available`,
         };
+  }
+
+  /** What keeps the target's serving pods from running (unschedulable, image pull), if anything. */
+  private podTrouble(target: DeploymentTarget) {
+    const pods = this.context.caches.pods
+      .list(target.metadata.namespace)
+      .filter((pod) => pod.metadata?.labels?.[TARGET_LABEL] === target.metadata.name);
+    return podTrouble(pods);
   }
 
   /** A table's text from a ConfigMap: the operator's own from the cache, a user's from the API. */
@@ -297,7 +323,10 @@ export class DeploymentTargetReconciler {
       previous.selectedSubnet?.id !== status.selectedSubnet?.id;
     const event: TransitionEvent | undefined = changed
       ? {
-          type: phase === 'Failed' || TERMINAL.has(ready.reason) ? 'Warning' : 'Normal',
+          type:
+            phase === 'Failed' || phase === 'Degraded' || TERMINAL.has(ready.reason)
+              ? 'Warning'
+              : 'Normal',
           reason: ready.reason,
           message: ready.message,
         }
