@@ -22,6 +22,14 @@ export interface OperatorConfig {
    * Either way no token is mounted: the server never calls the API.
    */
   readonly servingServiceAccount: string;
+  /**
+   * Prometheus' base URL (it scrapes the serving pods, e.g. through the chart's PodMonitor), from
+   * which the served latency of each target is read into its status. Empty: not read; the
+   * chart's PrometheusRule still alerts.
+   */
+  readonly prometheusUrl: string;
+  /** How often a serving target's latency is read again. */
+  readonly driftCheckIntervalMs: number;
 }
 
 /** Defaults: what the Helm chart sets unless told otherwise. */
@@ -33,4 +41,6 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   jobBackoffLimit: 3,
   podUser: 10001,
   servingServiceAccount: '',
+  prometheusUrl: '',
+  driftCheckIntervalMs: 60_000,
 };

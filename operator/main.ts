@@ -11,6 +11,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Logger } from '../serving/logger.js';
 import type { LogLevel } from '../serving/config.js';
 import { DEFAULT_OPERATOR_CONFIG, type OperatorConfig } from './config.js';
+import { redactUrl } from './monitoring/prometheus.js';
 import { runOperator } from './run.js';
 
 const OPTIONS = {
@@ -34,6 +35,16 @@ const OPTIONS = {
     default: DEFAULT_OPERATOR_CONFIG.imagePullPolicy,
   },
   'log-level': { type: 'string', env: 'COMPOFA_LOG_LEVEL', default: 'info' },
+  'prometheus-url': {
+    type: 'string',
+    env: 'COMPOFA_PROMETHEUS_URL',
+    default: DEFAULT_OPERATOR_CONFIG.prometheusUrl,
+  },
+  'drift-check-interval': {
+    type: 'string',
+    env: 'COMPOFA_DRIFT_CHECK_INTERVAL',
+    default: String(DEFAULT_OPERATOR_CONFIG.driftCheckIntervalMs / 1000),
+  },
   'serving-service-account': {
     type: 'string',
     env: 'COMPOFA_SERVING_SERVICE_ACCOUNT',
@@ -98,6 +109,8 @@ async function main(args: readonly string[]): Promise<number | undefined> {
   const pullPolicy = values['image-pull-policy'];
   const level = values['log-level'] as LogLevel;
   const servingAccount = values['serving-service-account'];
+  const prometheusUrl = values['prometheus-url'];
+  const driftCheckSeconds = Number(values['drift-check-interval']);
   try {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new UsageError(
@@ -111,6 +124,16 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     }
     if (!['debug', 'info', 'warn', 'error'].includes(level)) {
       throw new UsageError(`--log-level must be debug, info, warn or error, got '${level}'`);
+    }
+    if (prometheusUrl !== '' && !/^https?:\/\/[^/]/.test(prometheusUrl)) {
+      throw new UsageError(
+        `--prometheus-url (COMPOFA_PROMETHEUS_URL) must be an http:// or https:// URL, got '${redactUrl(prometheusUrl)}'`,
+      );
+    }
+    if (!Number.isFinite(driftCheckSeconds) || driftCheckSeconds < 1) {
+      throw new UsageError(
+        `--drift-check-interval (COMPOFA_DRIFT_CHECK_INTERVAL) must be a number of seconds >= 1, got '${values['drift-check-interval']}'`,
+      );
     }
     if (servingAccount !== '' && !SERVICE_ACCOUNT_NAME.test(servingAccount)) {
       throw new UsageError(
@@ -127,6 +150,8 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     runtimeImage: values['runtime-image'],
     imagePullPolicy: pullPolicy,
     servingServiceAccount: servingAccount,
+    prometheusUrl,
+    driftCheckIntervalMs: driftCheckSeconds * 1000,
   };
   const logger = new Logger(level);
   const kubeConfig = new KubeConfig();

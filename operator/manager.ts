@@ -31,6 +31,8 @@ import {
 } from './api/index.js';
 import type { OperatorConfig } from './config.js';
 import type { Caches, ControllerContext } from './controllers/context.js';
+import { PrometheusClient } from './monitoring/prometheus.js';
+import { assessServedLatency } from './monitoring/served-latency.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL } from './controllers/names.js';
 import { registerDomainMetrics } from './domain-metrics.js';
 import { DeploymentTargetReconciler } from './controllers/deployment-target/reconciler.js';
@@ -103,6 +105,9 @@ export class Manager {
       logger,
       ...(options.identity === undefined ? {} : { reportingInstance: options.identity }),
     });
+    const prometheus = options.config.prometheusUrl
+      ? new PrometheusClient(options.config.prometheusUrl)
+      : undefined;
     const context: ControllerContext = {
       objects: KubernetesObjectApi.makeApiClient(kubeConfig),
       customObjects: kubeConfig.makeApiClient(CustomObjectsApi),
@@ -111,6 +116,7 @@ export class Manager {
       logger,
       events: this.events,
       now: options.now ?? (() => new Date()),
+      ...(prometheus ? { servedLatency: (target) => assessServedLatency(prometheus, target) } : {}),
     };
     const trainings = new SupernetTrainingReconciler(context);
     this.addController('supernettraining', SUPERNET_TRAINING, this.caches.trainings, (key) =>

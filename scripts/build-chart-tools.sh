@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds the tools that check the Helm chart (charts/compofa) from the Go module proxy into a
-# per-version cache outside the repository, and prints the folder that holds them:
+# Builds the tools that check the Helm chart (charts/compofa), and the Prometheus server that the
+# tests of operator/monitoring run, from the Go module proxy into a per-version cache outside the
+# repository, and prints the folder that holds them:
 #
 #   helm                 helm.sh/helm/v3/cmd/helm (lint, template)
 #   promtool             github.com/prometheus/prometheus/cmd/promtool (check rules, test rules),
 #                        built with -tags remove_all_sd: no cloud service discovery, half the build
+#   prometheus           github.com/prometheus/prometheus/cmd/prometheus of the same module version
+#                        and tags (no web UI assets, the HTTP API only); it reuses most of
+#                        promtool's compiled packages
 #   argocd-health        a small runner of Argo CD health checks on github.com/yuin/gopher-lua, the
 #                        Lua that Argo CD embeds, set up as Argo CD sets it up (util/lua/lua.go)
 #   prometheus-operator-crds/
@@ -12,8 +16,10 @@
 #                        github.com/prometheus-operator/prometheus-operator module, for the
 #                        API-server dry run of the chart's monitoring objects
 #
-# Reuses the cache when it is complete; one build at a time per cache (flock). A cold build takes a
-# few minutes on 2 cores (mostly helm and promtool); later runs take well under a second.
+# Reuses the cache when it is complete (every tool above present: a cache from before a tool was
+# added is rebuilt, quickly from Go's build cache); one build at a time per cache (flock). A cold
+# build takes a few minutes on 2 cores (mostly helm, promtool and prometheus); later runs take well
+# under a second.
 #
 # Environment: COMPOFA_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/compofa-operator),
 #              COMPOFA_HELM_VERSION, COMPOFA_PROMETHEUS_VERSION (a Go module version: v0.316.0 is
@@ -29,7 +35,7 @@ GOPHER_LUA_VERSION="${COMPOFA_GOPHER_LUA_VERSION:-v1.1.2}"
 # Bump when the argocd-health runner below changes, so that caches rebuild it.
 RUNNER_REVISION=1
 GO="${GO:-go}"
-TOOLS=(helm promtool argocd-health)
+TOOLS=(helm promtool prometheus argocd-health)
 MONITORING_CRDS=(servicemonitors podmonitors prometheusrules)
 
 log() { printf '[chart-tools] %s\n' "$*" >&2; }
@@ -63,7 +69,7 @@ if complete; then
 fi
 
 command -v "$GO" >/dev/null ||
-  die "Go (>= 1.26) is needed to build helm $HELM_VERSION, promtool and the Argo CD health runner (https://go.dev/dl/)"
+  die "Go (>= 1.26) is needed to build helm $HELM_VERSION, promtool, prometheus and the Argo CD health runner (https://go.dev/dl/)"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 started=$SECONDS
 work="$(mktemp -d "$cache_root/chart-tools/.build-XXXXXX")"
@@ -107,6 +113,9 @@ go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" -ldflags "$helm_flags"
 prometheus_dir="$(module_dir "github.com/prometheus/prometheus@$PROMETHEUS_VERSION")"
 prometheus_release="$(cat "$prometheus_dir/VERSION" 2>/dev/null || echo "${PROMETHEUS_VERSION#v}")"
 go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" -tags remove_all_sd \
+  -ldflags "-s -w -X github.com/prometheus/common/version.Version=$prometheus_release"
+# The same tags and flags as promtool, so that the shared packages come from Go's build cache.
+go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" -tags remove_all_sd \
   -ldflags "-s -w -X github.com/prometheus/common/version.Version=$prometheus_release"
 
 # The Argo CD health runner: a module of its own, built from this heredoc.
@@ -253,6 +262,7 @@ printf 'github.com/prometheus-operator/prometheus-operator@%s example/prometheus
 
 "$work/out/helm" version --short >&2 || die "the built helm does not run"
 "$work/out/promtool" --version 2>&1 | head -n1 >&2 || die "the built promtool does not run"
+"$work/out/prometheus" --version 2>&1 | head -n1 >&2 || die "the built prometheus does not run"
 
 rm -rf "$dest"
 mv -T "$work/out" "$dest"

@@ -207,6 +207,13 @@ export interface DeploymentTargetStatus {
    */
   readonly measuredAt?: string;
   /**
+   * With drift.action reselect: how much slower the device served than its profile said, measured
+   * when the served latency drifted above the budget. Selection then multiplies the profile's
+   * latencies by factor. It only grows, so a faster re-selection that fits the budget is not
+   * undone.
+   */
+  readonly latencyCorrection?: LatencyCorrection;
+  /**
    * The supernet's trainedGeneration that the selection was made from.
    *
    * Constraints: >= 0.
@@ -652,6 +659,44 @@ export interface SelectedSubnet {
    * Constraints: at most 64 items.
    */
   readonly kernelSizes?: readonly number[];
+}
+
+/**
+ * With drift.action reselect: how much slower the device served than its profile said, measured
+ * when the served latency drifted above the budget. Selection then multiplies the profile's
+ * latencies by factor. It only grows, so a faster re-selection that fits the budget is not undone.
+ */
+export interface LatencyCorrection {
+  /**
+   * measuredLatencyMs / expectedLatencyMs (at least 1).
+   *
+   * Constraints: >= 1.
+   */
+  readonly factor: number;
+  /**
+   * The subnet that was measured.
+   *
+   * Constraints: at most 253 characters.
+   */
+  readonly subnet: string;
+  /**
+   * Its served latency (latencyStatistic over drift.window), in milliseconds.
+   *
+   * Constraints: >= 0.
+   */
+  readonly measuredLatencyMs: number;
+  /**
+   * Its latency in the profile, in milliseconds.
+   *
+   * Constraints: >= 0.
+   */
+  readonly expectedLatencyMs: number;
+  /**
+   * When it was measured.
+   *
+   * Constraints: format date-time.
+   */
+  readonly measuredAt?: string;
 }
 
 /** The LatencyProfile whose table the selection used. */

@@ -14,6 +14,11 @@ import type {
 } from '@kubernetes/client-node';
 
 import type { DeploymentTarget, LatencyProfile, SupernetTraining } from '../api/index.js';
+import type {
+  LatencyBudget,
+  ServedLatencyAssessment,
+  ServedLatencyTarget,
+} from '../monitoring/served-latency.js';
 import type { OperatorConfig } from '../config.js';
 import type { OperatorLogger } from '../runtime/controller.js';
 import type { EventRecorder } from '../runtime/events.js';
@@ -40,4 +45,8 @@ export interface ControllerContext {
   readonly logger: OperatorLogger;
   readonly events: Pick<EventRecorder, 'record'>;
   readonly now: () => Date;
+  /** Reads a target's served latency (from Prometheus); undefined when none is configured. */
+  readonly servedLatency?: (
+    target: ServedLatencyTarget & LatencyBudget,
+  ) => Promise<ServedLatencyAssessment>;
 }

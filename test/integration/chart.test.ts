@@ -437,6 +437,8 @@ describe('the Helm chart', () => {
       COMPOFA_IMAGE_PULL_POLICY: 'IfNotPresent',
       COMPOFA_LOG_LEVEL: 'info',
       COMPOFA_SERVING_SERVICE_ACCOUNT: '',
+      COMPOFA_PROMETHEUS_URL: '',
+      COMPOFA_DRIFT_CHECK_INTERVAL: '60',
     });
     // With its own serving account the chart makes the operator use it.
     const withAccounts = only((await render(SERVING_ACCOUNTS)).manifests, 'Deployment');

@@ -190,6 +190,8 @@ describe('the DeploymentTarget controller', () => {
     }, 'phase Ready');
     assert.equal(ready.endpoint, 'http://edge.fleet.svc:80/v2/models/edge');
     assert.equal(ready.conditions?.find((c) => c.type === 'Ready')?.reason, 'Serving');
+    // This operator reads no Prometheus: the latency is not judged, and Ready does not wait for it.
+    assert.equal(ready.conditions.find((c) => c.type === 'WithinBudget')?.reason, 'NotMonitored');
   });
 
   it('selects again when only the budget changes, keeping the previous choice in status', async () => {

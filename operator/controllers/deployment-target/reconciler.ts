@@ -38,6 +38,7 @@ import {
   type Revision,
 } from './rollout.js';
 import { chooseSubnet, type TableText } from './selection.js';
+import { latencyScale, nextLatencyCorrection, NOT_MONITORED } from './drift.js';
 
 type Update = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
 type Phase = NonNullable<DeploymentTargetStatus['phase']>;
@@ -136,6 +137,7 @@ export class DeploymentTargetReconciler {
       training,
       await this.table(namespace, accuracyRef.configMapName, accuracyRef.key),
       await this.table(namespace, tableRef.configMapName, tableRef.key),
+      latencyScale(target),
     );
     extra.supernetGeneration = generation;
     if (training.status.architectureKey) extra.architectureKey = training.status.architectureKey;
@@ -227,7 +229,44 @@ export class DeploymentTargetReconciler {
       return conclude('Failed');
     }
     updates.push(served);
-    return conclude(served.status === 'True' ? 'Ready' : 'Deploying');
+    if (served.status !== 'True') return conclude('Deploying');
+
+    // 4. How fast it serves, as Prometheus saw it.
+    const servedLatency = this.context.servedLatency;
+    if (!servedLatency) return this.writeStatus(target, 'Ready', updates, extra, [NOT_MONITORED]);
+    // Every status write comes back as an update: read Prometheus only when the last reading is due.
+    const last = target.status?.conditions?.find((c) => c.type === 'WithinBudget');
+    const dueInMs =
+      Date.parse(target.status?.measuredAt ?? '') +
+      config.driftCheckIntervalMs -
+      this.context.now().getTime();
+    if (last?.observedGeneration === target.metadata.generation && dueInMs > 0) {
+      await this.writeStatus(
+        target,
+        last.status === 'False' ? 'Degraded' : 'Ready',
+        updates,
+        extra,
+        [last],
+      );
+      return { requeueAfterMs: dueInMs };
+    }
+    const assessment = await servedLatency({
+      namespace,
+      name: target.metadata.name,
+      subnet: chosen.id,
+      statistic: target.spec.latencyStatistic ?? 'p95',
+      window: target.spec.drift?.window ?? '10m',
+      budgetMs: target.spec.latencyBudgetMs,
+      tolerance: target.spec.drift?.tolerance ?? 0.1,
+    });
+    extra.measuredLatencyMs = assessment.measuredLatencyMs;
+    extra.measuredAt = assessment.measuredAt;
+    extra.latencyCorrection = nextLatencyCorrection(target, chosen.id, assessment);
+    const drifted = assessment.condition.status === 'False';
+    await this.writeStatus(target, drifted ? 'Degraded' : 'Ready', updates, extra, [
+      assessment.condition,
+    ]);
+    return { requeueAfterMs: config.driftCheckIntervalMs };
   }
 
   /** Whether the Deployment runs `revision` with all its replicas available, or what holds it up. */
@@ -289,18 +328,26 @@ export class DeploymentTargetReconciler {
     }
   }
 
+  /**
+   * Patches status with `updates` (whose first condition that is not True gives Ready its reason)
+   * and `observations` (conditions that do not decide Ready, like WithinBudget), and records an
+   * Event when the phase or the selection changed.
+   */
   private async writeStatus(
     target: DeploymentTarget,
     phase: Phase,
     updates: readonly Update[],
     extra: Partial<DeploymentTargetStatus>,
+    observations: readonly Update[] = [],
   ): Promise<ReconcileResult> {
     const generation = target.metadata.generation;
     const now = this.context.now();
     const previous = target.status ?? {};
     let conditions = previous.conditions ?? [];
-    for (const update of updates) conditions = setCondition(conditions, update, generation, now);
+    for (const update of [...updates, ...observations])
+      conditions = setCondition(conditions, update, generation, now);
     const blocking = updates.find((u) => u.status !== 'True');
+    const worry = observations.find((o) => o.status === 'False');
     const ready: Update = blocking
       ? { type: 'Ready', status: 'False', reason: blocking.reason, message: blocking.message }
       : {
@@ -327,8 +374,8 @@ export class DeploymentTargetReconciler {
             phase === 'Failed' || phase === 'Degraded' || TERMINAL.has(ready.reason)
               ? 'Warning'
               : 'Normal',
-          reason: ready.reason,
-          message: ready.message,
+          reason: (worry ?? ready).reason,
+          message: (worry ?? ready).message,
         }
       : undefined;
     await writeStatus(this.context, DEPLOYMENT_TARGET, target, status, event);

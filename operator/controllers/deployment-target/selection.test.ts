@@ -62,6 +62,21 @@ describe("a DeploymentTarget's subnet choice", () => {
     );
   });
 
+  it('scales the profiled latencies by the measured correction: a budget of B at x2 picks what B/2 picks', () => {
+    const corrected = chooseSubnet(
+      target({ latencyBudgetMs: middle }),
+      training,
+      accuracy,
+      latency,
+      2,
+    );
+    assert.ok(corrected.ok, corrected.ok ? '' : corrected.message);
+    assert.equal(corrected.selected.id, bruteForce(middle / 2));
+    assert.notEqual(corrected.selected.id, bruteForce(middle));
+    assert.ok(corrected.expectedLatencyMs <= middle);
+    assert.match(corrected.message, /profiled latencies x 2\.00, as served/);
+  });
+
   it('uses the median when asked, which lets a larger subnet fit', () => {
     const p95 = chooseSubnet(target({ latencyBudgetMs: middle }), training, accuracy, latency);
     const median = chooseSubnet(

@@ -38,12 +38,17 @@ export type Choice =
       readonly closest?: ClosestSubnet;
     };
 
-/** Selects the subnet `target` should serve from the two tables of `training`'s supernet. */
+/**
+ * Selects the subnet `target` should serve from the two tables of `training`'s supernet, with the
+ * profiled latencies multiplied by `latencyScale` (status.latencyCorrection: how much slower the
+ * device serves than it profiled).
+ */
 export function chooseSubnet(
   target: Pick<DeploymentTarget, 'spec'>,
   training: Pick<SupernetTraining, 'spec'>,
   accuracy: TableText,
   latency: TableText,
+  latencyScale = 1,
 ): Choice {
   const space = createDesignSpace(
     training.spec.designSpace ?? 'compound',
@@ -64,7 +69,11 @@ export function chooseSubnet(
     return { ok: false, reason: 'InvalidTable', message: (error as Error).message };
   }
   const floor = target.spec.objective?.accuracyFloor;
-  const result = selectSubnet(joined.measurements, {
+  const measurements =
+    latencyScale === 1
+      ? joined.measurements
+      : joined.measurements.map((m) => ({ ...m, latencyMs: m.latencyMs * latencyScale }));
+  const result = selectSubnet(measurements, {
     latencyBudgetMs: target.spec.latencyBudgetMs,
     ...(floor === undefined ? {} : { accuracyFloor: floor }),
   });
@@ -81,7 +90,10 @@ export function chooseSubnet(
       },
       predictedAccuracy: result.selected.accuracy,
       expectedLatencyMs: result.selected.latencyMs,
-      message: result.message,
+      message:
+        latencyScale === 1
+          ? result.message
+          : `${result.message} (profiled latencies x ${latencyScale.toFixed(2)}, as served)`,
     };
   }
   const near =
