@@ -30,6 +30,11 @@ export interface OperatorConfig {
   readonly prometheusUrl: string;
   /** How often a serving target's latency is read again. */
   readonly driftCheckIntervalMs: number;
+  /**
+   * Reconciles each controller runs at once (never two of one object). Reconciles mostly wait on
+   * the API server, so a fleet of targets needs several.
+   */
+  readonly maxConcurrentReconciles: number;
 }
 
 /** Defaults: what the Helm chart sets unless told otherwise. */
@@ -43,4 +48,5 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   servingServiceAccount: '',
   prometheusUrl: '',
   driftCheckIntervalMs: 60_000,
+  maxConcurrentReconciles: 8,
 };

@@ -45,6 +45,11 @@ const OPTIONS = {
     env: 'COMPOFA_DRIFT_CHECK_INTERVAL',
     default: String(DEFAULT_OPERATOR_CONFIG.driftCheckIntervalMs / 1000),
   },
+  'max-concurrent-reconciles': {
+    type: 'string',
+    env: 'COMPOFA_MAX_CONCURRENT_RECONCILES',
+    default: String(DEFAULT_OPERATOR_CONFIG.maxConcurrentReconciles),
+  },
   'serving-service-account': {
     type: 'string',
     env: 'COMPOFA_SERVING_SERVICE_ACCOUNT',
@@ -111,6 +116,7 @@ async function main(args: readonly string[]): Promise<number | undefined> {
   const servingAccount = values['serving-service-account'];
   const prometheusUrl = values['prometheus-url'];
   const driftCheckSeconds = Number(values['drift-check-interval']);
+  const workers = Number(values['max-concurrent-reconciles']);
   try {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new UsageError(
@@ -135,6 +141,11 @@ async function main(args: readonly string[]): Promise<number | undefined> {
         `--drift-check-interval (COMPOFA_DRIFT_CHECK_INTERVAL) must be a number of seconds >= 1, got '${values['drift-check-interval']}'`,
       );
     }
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+      throw new UsageError(
+        `--max-concurrent-reconciles (COMPOFA_MAX_CONCURRENT_RECONCILES) must be an integer from 1 to 256, got '${values['max-concurrent-reconciles']}'`,
+      );
+    }
     if (servingAccount !== '' && !SERVICE_ACCOUNT_NAME.test(servingAccount)) {
       throw new UsageError(
         `--serving-service-account (COMPOFA_SERVING_SERVICE_ACCOUNT) must be a service account name (lower-case DNS subdomain), got '${servingAccount}'`,
@@ -152,6 +163,7 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     servingServiceAccount: servingAccount,
     prometheusUrl,
     driftCheckIntervalMs: driftCheckSeconds * 1000,
+    maxConcurrentReconciles: workers,
   };
   const logger = new Logger(level);
   const kubeConfig = new KubeConfig();

@@ -32,6 +32,7 @@ import {
 import type { OperatorConfig } from './config.js';
 import type { Caches, ControllerContext } from './controllers/context.js';
 import { PrometheusClient } from './monitoring/prometheus.js';
+import { reuseConnections } from './runtime/connections.js';
 import { assessServedLatency } from './monitoring/served-latency.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL } from './controllers/names.js';
 import { registerDomainMetrics } from './domain-metrics.js';
@@ -67,7 +68,8 @@ export class Manager {
   private controllersStarted = false;
 
   constructor(private readonly options: ManagerOptions) {
-    const { kubeConfig, logger } = options;
+    const { logger } = options;
+    const kubeConfig = reuseConnections(options.kubeConfig);
     this.registry = options.registry ?? createOperatorRegistry();
     const informer = <T extends KubernetesObject>(
       name: string,
@@ -148,6 +150,7 @@ export class Manager {
     const controller = new Controller({
       name,
       reconcile,
+      maxConcurrentReconciles: this.options.config.maxConcurrentReconciles,
       logger: this.options.logger,
       registry: this.registry,
     });

@@ -4,18 +4,38 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 
-import { patchStatus, serverSideApply } from '../runtime/apply.js';
-import type { ControllerContext } from './context.js';
+import { isApplied, patchStatus, serverSideApply, withAppliedHash } from '../runtime/apply.js';
+import type { Caches, ControllerContext } from './context.js';
 import type { StoredMeta } from './objects.js';
 
-/** Server-side applies `children` in order under the operator's field manager. */
+/**
+ * Server-side applies `children` in order under the operator's field manager, skipping a child
+ * whose cached copy already holds all of it (most reconciles change nothing: a fleet of targets
+ * would otherwise re-send every Deployment on every pass).
+ */
 export async function applyAll(
   context: ControllerContext,
   children: readonly KubernetesObject[],
 ): Promise<void> {
   for (const child of children) {
-    await serverSideApply(context.objects, child, context.config.fieldManager);
+    const desired = withAppliedHash(child);
+    if (isApplied(desired, cachedCopy(context.caches, child))) continue;
+    await serverSideApply(context.objects, desired, context.config.fieldManager);
   }
+}
+
+/** The informer's copy of `child`, for the kinds the operator caches. */
+function cachedCopy(caches: Caches, child: KubernetesObject): KubernetesObject | undefined {
+  const namespace = child.metadata?.namespace ?? '';
+  const name = child.metadata?.name ?? '';
+  const cache = {
+    Job: caches.jobs,
+    Deployment: caches.deployments,
+    Service: caches.services,
+    ConfigMap: caches.configMaps,
+    LatencyProfile: caches.profiles,
+  }[child.kind ?? ''];
+  return cache?.get(namespace, name);
 }
 
 /** Deletes `object` (its dependents in the background); an object already gone is fine. */

@@ -4,6 +4,8 @@
  * subresource that skip the request when nothing changed, and controller owner references. None of
  * these writes a custom resource's spec, which belongs to its user.
  */
+import { createHash } from 'node:crypto';
+
 import {
   CustomObjectsApi,
   KubeConfig,
@@ -13,6 +15,8 @@ import {
   type KubernetesObjectApi,
   type V1OwnerReference,
 } from '@kubernetes/client-node';
+
+import { canonicalJson } from '../../compofa/architecture.js';
 
 /** Options of {@link serverSideApply}. */
 export interface ApplyOptions {
@@ -194,4 +198,54 @@ function mergePatch(current: Json | undefined, desired: Json | undefined): Json 
   for (const [key, value] of Object.entries(desired)) patch[key] = mergePatch(current[key], value);
   for (const key of Object.keys(current)) if (!Object.hasOwn(desired, key)) patch[key] = null;
   return patch;
+}
+
+/** The annotation that records a hash of what was last applied (see {@link withAppliedHash}). */
+export const APPLIED_HASH_ANNOTATION = 'compofa.io/applied-hash';
+
+/**
+ * `desired` with an annotation holding a hash of itself, so that a later {@link isApplied} can
+ * tell a change that only removes fields (which the cached object cannot show) from no change.
+ */
+export function withAppliedHash<T extends KubernetesObject>(desired: T): T {
+  const hash = createHash('sha256').update(canonicalJson(desired)).digest('hex').slice(0, 16);
+  const stamped = structuredClone(desired);
+  stamped.metadata = stamped.metadata ?? {};
+  stamped.metadata.annotations = {
+    ...stamped.metadata.annotations,
+    [APPLIED_HASH_ANNOTATION]: hash,
+  };
+  return stamped;
+}
+
+/**
+ * Whether `stored` already holds everything in `desired` (from {@link withAppliedHash}): every
+ * field `desired` sets has the same value in `stored`, arrays element by element with the same
+ * length; fields that only `stored` has (defaults, status, other managers') do not matter, and an
+ * empty list or object matches a field the API server left out (it omits empty ones). Then
+ * applying `desired` again would change nothing, and the request can be skipped; a field someone
+ * else changed, or a new desired state, makes it false.
+ */
+export function isApplied(desired: unknown, stored: unknown): boolean {
+  if (desired === stored) return true;
+  if (stored === undefined && isEmpty(desired)) return true;
+  if (Array.isArray(desired))
+    return (
+      Array.isArray(stored) &&
+      desired.length === stored.length &&
+      desired.every((item, index) => isApplied(item, stored[index]))
+    );
+  if (desired !== null && typeof desired === 'object') {
+    if (stored === null || typeof stored !== 'object' || Array.isArray(stored)) return false;
+    const have = stored as Record<string, unknown>;
+    return Object.entries(desired).every(
+      ([key, value]) => value === undefined || isApplied(value, have[key]),
+    );
+  }
+  return false;
+}
+
+function isEmpty(value: unknown): boolean {
+  if (Array.isArray(value)) return value.length === 0;
+  return value !== null && typeof value === 'object' && Object.keys(value).length === 0;
 }

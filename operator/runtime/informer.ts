@@ -520,7 +520,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     for (const obj of items) {
       const key = objectKey(obj);
       const old = this.cache.get(key);
-      this.cache.set(key, obj);
+      this.cache.set(key, withoutManagedFields(obj));
       if (old) this.emit('update', obj, old);
       else this.emit('add', obj);
     }
@@ -550,7 +550,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     const old = this.cache.get(key);
     const version = obj.metadata?.resourceVersion;
     if (old && version !== undefined && old.metadata?.resourceVersion === version) return;
-    this.cache.set(key, obj);
+    this.cache.set(key, withoutManagedFields(obj));
     if (old) this.emit('update', obj, old);
     else this.emit('add', obj);
   }
@@ -583,4 +583,13 @@ export class ResilientInformer<T extends KubernetesObject> {
       ...describeError(error),
     });
   }
+}
+
+/**
+ * `obj` without metadata.managedFields, which no reconciler reads and which is often the largest
+ * part of an object (controller-runtime's caches drop it too).
+ */
+function withoutManagedFields<T extends KubernetesObject>(obj: T): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
 }

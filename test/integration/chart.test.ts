@@ -437,6 +437,7 @@ describe('the Helm chart', () => {
       COMPOFA_IMAGE_PULL_POLICY: 'IfNotPresent',
       COMPOFA_LOG_LEVEL: 'info',
       COMPOFA_SERVING_SERVICE_ACCOUNT: '',
+      COMPOFA_MAX_CONCURRENT_RECONCILES: '8',
       COMPOFA_PROMETHEUS_URL: '',
       COMPOFA_DRIFT_CHECK_INTERVAL: '60',
     });

@@ -174,7 +174,11 @@ describe('the DeploymentTarget controller', () => {
     );
     assert.equal(deployment.spec?.template.metadata?.annotations?.['compofa.io/subnet'], chosen);
     assert.deepEqual(deployment.spec.template.spec?.nodeSelector, ARM);
-    await core.readNamespacedService({ namespace: NAMESPACE, name: 'edge' });
+    await eventually(
+      () =>
+        core.readNamespacedService({ namespace: NAMESPACE, name: 'edge' }).catch(() => undefined),
+      'the serving Service',
+    );
     // The harness plays the kubelet: the pod passes its probes.
     const pod = await eventually(async () => {
       const pods = await core.listNamespacedPod({

@@ -8,6 +8,7 @@ import { ARCHITECTURE_PRESETS } from '../../../compofa/architecture.js';
 import { createDesignSpace } from '../../../compofa/design-space.js';
 import { selectSubnet } from '../../../compofa/selection.js';
 import { joinTables, parseAccuracyTable, parseLatencyTable } from '../../../compofa/tables.js';
+import { Memo } from '../../runtime/memo.js';
 import type {
   ClosestSubnet,
   DeploymentTarget,
@@ -39,6 +40,12 @@ export type Choice =
     };
 
 /**
+ * Parsed and joined tables by (space, architecture, statistic, accuracy text, latency text): every
+ * target of a fleet reads the same two ConfigMaps, and parsing them is most of a selection's cost.
+ */
+const JOINED = new Memo<ReturnType<typeof joinTables> | { error: string }>(16);
+
+/**
  * Selects the subnet `target` should serve from the two tables of `training`'s supernet, with the
  * profiled latencies multiplied by `latencyScale` (status.latencyCorrection: how much slower the
  * device serves than it profiled).
@@ -50,24 +57,26 @@ export function chooseSubnet(
   latency: TableText,
   latencyScale = 1,
 ): Choice {
-  const space = createDesignSpace(
-    training.spec.designSpace ?? 'compound',
-    ARCHITECTURE_PRESETS[training.spec.architecture?.preset ?? 'small'],
-  );
-  let joined;
-  try {
-    const parse = (table: TableText): unknown => {
-      if (table.text === undefined) throw new Error(`${table.where} holds no table`);
-      return JSON.parse(table.text);
-    };
-    joined = joinTables(
-      parseAccuracyTable(parse(accuracy), accuracy.where, space),
-      parseLatencyTable(parse(latency), latency.where, space),
-      target.spec.latencyStatistic ?? 'p95',
-    );
-  } catch (error) {
-    return { ok: false, reason: 'InvalidTable', message: (error as Error).message };
-  }
+  const kind = training.spec.designSpace ?? 'compound';
+  const preset = training.spec.architecture?.preset ?? 'small';
+  const space = createDesignSpace(kind, ARCHITECTURE_PRESETS[preset]);
+  const statistic = target.spec.latencyStatistic ?? 'p95';
+  const joined = JOINED.get([kind, preset, statistic, accuracy.text, latency.text], () => {
+    try {
+      const parse = (table: TableText): unknown => {
+        if (table.text === undefined) throw new Error(`${table.where} holds no table`);
+        return JSON.parse(table.text);
+      };
+      return joinTables(
+        parseAccuracyTable(parse(accuracy), accuracy.where, space),
+        parseLatencyTable(parse(latency), latency.where, space),
+        statistic,
+      );
+    } catch (error) {
+      return { error: (error as Error).message };
+    }
+  });
+  if ('error' in joined) return { ok: false, reason: 'InvalidTable', message: joined.error };
   const floor = target.spec.objective?.accuracyFloor;
   const measurements =
     latencyScale === 1
