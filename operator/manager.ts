@@ -34,7 +34,13 @@ import type { Caches, ControllerContext } from './controllers/context.js';
 import { PrometheusClient } from './monitoring/prometheus.js';
 import { reuseConnections } from './runtime/connections.js';
 import { assessServedLatency } from './monitoring/served-latency.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL } from './controllers/names.js';
+import {
+  COMPONENT_LABEL,
+  MANAGED_BY,
+  MANAGED_BY_LABEL,
+  TARGET_LABEL,
+} from './controllers/names.js';
+import { extractionJobName } from './controllers/supernet-training/children.js';
 import { registerDomainMetrics } from './domain-metrics.js';
 import { DeploymentTargetReconciler } from './controllers/deployment-target/reconciler.js';
 import { LatencyProfileReconciler } from './controllers/latency-profile/reconciler.js';
@@ -185,21 +191,44 @@ export class Manager {
    */
   private watchForTargets(controller: Controller): void {
     const { caches } = this;
-    const targetsOf = (namespace: string | undefined, training: string | undefined): void => {
-      if (!namespace || !training) return;
+    // Only the targets an object concerns: with a fleet on one supernet, waking every target for
+    // each extraction Job's events would multiply the reconciles by the fleet's size.
+    const targetsWhere = (
+      namespace: string | undefined,
+      concerns: (target: DeploymentTarget) => boolean,
+    ): void => {
+      if (!namespace) return;
       for (const target of caches.targets.list(namespace)) {
-        if (target.spec.supernetRef.name === training) controller.queue.add(objectKey(target));
+        if (concerns(target)) controller.queue.add(objectKey(target));
       }
     };
     caches.trainings.onChange((_event, training) => {
-      targetsOf(training.metadata?.namespace, training.metadata?.name);
+      const name = training.metadata?.name;
+      targetsWhere(training.metadata?.namespace, (t) => t.spec.supernetRef.name === name);
     });
-    for (const shared of [caches.profiles, caches.jobs] as ResilientInformer<KubernetesObject>[]) {
-      shared.onChange((_event, object) => {
-        const owner = ownerKey(object, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion);
-        targetsOf(object.metadata?.namespace, owner?.split('/')[1]);
+    caches.profiles.onChange((_event, profile) => {
+      const name = profile.metadata?.name;
+      targetsWhere(profile.metadata?.namespace, (t) => t.status?.profileRef?.name === name);
+    });
+    caches.jobs.onChange((_event, job) => {
+      if (job.metadata?.labels?.[COMPONENT_LABEL] !== 'extraction') return;
+      const training = ownerKey(job, SUPERNET_TRAINING.kind, SUPERNET_TRAINING.apiVersion);
+      if (!training) return;
+      const trainingName = training.split('/')[1] ?? '';
+      targetsWhere(job.metadata.namespace, (t) => {
+        const { selectedSubnet, supernetGeneration } = t.status ?? {};
+        return (
+          t.spec.supernetRef.name === trainingName &&
+          selectedSubnet !== undefined &&
+          supernetGeneration !== undefined &&
+          extractionJobName(
+            { metadata: { name: trainingName } },
+            supernetGeneration,
+            selectedSubnet.id,
+          ) === job.metadata?.name
+        );
       });
-    }
+    });
     caches.deployments.onChange((_event, deployment) => {
       const key = ownerKey(deployment, DEPLOYMENT_TARGET.kind, DEPLOYMENT_TARGET.apiVersion);
       if (key) controller.queue.add(key);

@@ -118,7 +118,7 @@ export function modelPath(training: SupernetTraining, generation: number, subnet
 
 /** The Job name that extracts `subnet` from `generation`: one per pair, shared by targets. */
 export function extractionJobName(
-  training: SupernetTraining,
+  training: { readonly metadata: { readonly name: string } },
   generation: number,
   subnet: string,
 ): string {
