@@ -127,8 +127,13 @@ export class Manager {
       ...(prometheus ? { servedLatency: (target) => assessServedLatency(prometheus, target) } : {}),
     };
     const trainings = new SupernetTrainingReconciler(context);
-    this.addController('supernettraining', SUPERNET_TRAINING, this.caches.trainings, (key) =>
-      trainings.reconcile(key),
+    // The training owns the extraction Jobs (shared by targets) but leaves them to the targets.
+    this.addController(
+      'supernettraining',
+      SUPERNET_TRAINING,
+      this.caches.trainings,
+      (key) => trainings.reconcile(key),
+      ['extraction'],
     );
     const targets = new DeploymentTargetReconciler(context);
     this.watchForTargets(
@@ -145,13 +150,14 @@ export class Manager {
 
   /**
    * A controller for `kind`, fed by its own informer and by the Jobs, ConfigMaps and pods of its
-   * Jobs that it controls.
+   * Jobs that it controls, except those of the `ignoredComponents` it owns but does not manage.
    */
   private addController<T extends KubernetesObject>(
     name: string,
     owner: { readonly kind: string; readonly apiVersion: string },
     resources: ResilientInformer<T>,
     reconcile: (key: string) => Promise<ReconcileResult>,
+    ignoredComponents: readonly string[] = [],
   ): Controller {
     const controller = new Controller({
       name,
@@ -164,6 +170,8 @@ export class Manager {
     const enqueue = (key: string | undefined): void => {
       if (key !== undefined) controller.queue.add(key);
     };
+    const ignored = (child: KubernetesObject): boolean =>
+      ignoredComponents.includes(child.metadata?.labels?.[COMPONENT_LABEL] ?? '');
     const { caches } = this;
     resources.onChange((_event, object) => {
       enqueue(objectKey(object));
@@ -173,14 +181,14 @@ export class Manager {
       caches.configMaps,
     ] as ResilientInformer<KubernetesObject>[]) {
       children.onChange((_event, child) => {
-        enqueue(ownerKey(child, owner.kind, owner.apiVersion));
+        if (!ignored(child)) enqueue(ownerKey(child, owner.kind, owner.apiVersion));
       });
     }
     // A pod belongs to a Job, which belongs to the owner.
     caches.pods.onChange((_event, pod) => {
       const job = pod.metadata?.labels?.['batch.kubernetes.io/job-name'];
       const parent = job && caches.jobs.get(pod.metadata?.namespace, job);
-      if (parent) enqueue(ownerKey(parent, owner.kind, owner.apiVersion));
+      if (parent && !ignored(parent)) enqueue(ownerKey(parent, owner.kind, owner.apiVersion));
     });
     return controller;
   }
