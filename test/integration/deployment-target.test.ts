@@ -324,4 +324,26 @@ describe('the DeploymentTarget controller', () => {
       'the profile is the training’s',
     );
   });
+
+  it('removes the profile, the extraction Jobs and the reports when the training is deleted', async () => {
+    const batch = plane.kubeConfig().makeApiClient(BatchV1Api);
+    const owned = async () => {
+      const profiles = (await objects.listNamespacedCustomObject({
+        ...custom(LATENCY_PROFILE),
+      })) as { items: unknown[] };
+      const jobs = await batch.listNamespacedJob({ namespace: NAMESPACE });
+      const reports = await core.listNamespacedConfigMap({
+        namespace: NAMESPACE,
+        labelSelector: 'app.kubernetes.io/managed-by=compofa-operator',
+      });
+      return profiles.items.length + jobs.items.length + reports.items.length;
+    };
+    assert.ok((await owned()) > 0, 'a profile, extraction Jobs and report ConfigMaps to remove');
+    await objects.deleteNamespacedCustomObject({ ...custom(SUPERNET_TRAINING), name: 'fmnist' });
+    await eventually(
+      async () => (await owned()) === 0,
+      "the training's children garbage-collected",
+      60_000,
+    );
+  });
 });
