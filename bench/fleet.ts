@@ -32,7 +32,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
-import { arch, cpus, loadavg, platform, totalmem } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -61,6 +61,7 @@ import { freeLoopbackPort } from '../test/harness/network.js';
 import { finishPod } from '../test/harness/pods.js';
 import { ManagedProcess } from '../test/harness/processes.js';
 import { waitFor } from '../test/harness/wait.js';
+import { machine, renderTable, type Machine } from './report.js';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const NAMESPACE = 'fleet';
@@ -1075,39 +1076,7 @@ async function runOnce(
   }
 }
 
-interface Machine {
-  readonly cpuModel: string;
-  readonly cores: number;
-  readonly node: string;
-  readonly platform: string;
-  readonly arch: string;
-  readonly memoryGiB: number;
-}
-
-function machine(): Machine {
-  const cores = cpus();
-  return {
-    cpuModel: cores[0]?.model.trim() ?? 'unknown',
-    cores: cores.length,
-    node: process.version,
-    platform: platform(),
-    arch: arch(),
-    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-  };
-}
-
 /** Left-aligned first column, right-aligned others. */
-function renderTable(header: readonly string[], body: readonly (readonly string[])[]): string {
-  const widths = header.map((cell, c) =>
-    Math.max(cell.length, ...body.map((row) => (row[c] ?? '').length)),
-  );
-  const line = (row: readonly string[]): string =>
-    row
-      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
 
 const formatSeconds = (s: number | undefined): string =>
   s === undefined || Number.isNaN(s) ? 'not done' : `${s.toFixed(1)} s`;

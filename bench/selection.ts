@@ -21,7 +21,6 @@
  * too short for V8 to finish optimising it within one pass). Reported: the median over runs of each method's total wall time, the ratio B/A, and how
  * evolution's choice compares with exhaustive's in accuracy.
  */
-import { cpus, platform, arch, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 
 import {
@@ -39,6 +38,7 @@ import {
 } from '../compofa/evolution.js';
 import { deriveSeed, Random } from '../compofa/random.js';
 import { paretoFront, SubnetSelector, type SubnetMeasurement } from '../compofa/selection.js';
+import { machine, renderTable, type Machine } from './report.js';
 
 /** Number of latency budgets per table. */
 const TARGET_COUNT = 100;
@@ -444,38 +444,6 @@ const formatCount = (value: number): string => Math.round(value).toLocaleString(
 const formatPoints = (gap: number): string => `${(gap * 100).toFixed(3)} pts`;
 
 /** Left-aligned first column, right-aligned others. */
-function renderTable(header: readonly string[], body: readonly (readonly string[])[]): string {
-  const widths = header.map((cell, c) =>
-    Math.max(cell.length, ...body.map((row) => (row[c] ?? '').length)),
-  );
-  const line = (row: readonly string[]): string =>
-    row
-      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
-
-interface Machine {
-  readonly cpuModel: string;
-  readonly cores: number;
-  readonly node: string;
-  readonly platform: string;
-  readonly arch: string;
-  readonly memoryGiB: number;
-}
-
-function machine(): Machine {
-  const cores = cpus();
-  return {
-    cpuModel: cores[0]?.model.trim() ?? 'unknown',
-    cores: cores.length,
-    node: process.version,
-    platform: platform(),
-    arch: arch(),
-    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-  };
-}
 
 const SYNTHETIC_NOTE =
   'SYNTHETIC tables (accuracy and latency derived from analytic MACs/params with seeded noise) ' +

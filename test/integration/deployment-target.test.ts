@@ -17,17 +17,18 @@ import {
 } from '@kubernetes/client-node';
 
 import { formatTable } from '../../compofa/tables.js';
-import {
-  DEPLOYMENT_TARGET,
-  LATENCY_PROFILE,
-  SUPERNET_TRAINING,
-  type DeploymentTarget,
-} from '../../operator/api/index.js';
+import { DEPLOYMENT_TARGET, LATENCY_PROFILE, SUPERNET_TRAINING } from '../../operator/api/index.js';
 import { DEFAULT_OPERATOR_CONFIG } from '../../operator/config.js';
 import { Manager } from '../../operator/manager.js';
 import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
+import {
+  inNamespace,
+  publishData,
+  readTargetStatus,
+  type CustomResource,
+} from '../harness/resources.js';
 import { finishJob, markPodReady } from '../harness/pods.js';
 import { waitFor } from '../harness/wait.js';
 import { accuracyTable, latencyTable } from '../fixtures/tables.js';
@@ -46,24 +47,11 @@ describe('the DeploymentTarget controller', () => {
     description: string,
     timeoutMs = 30_000,
   ) => waitFor(probe, { description, timeoutMs, hint: plane.logHint });
-  const custom = (resource: { group: string; version: string; plural: string }) => ({
-    group: resource.group,
-    version: resource.version,
-    plural: resource.plural,
-    namespace: NAMESPACE,
-  });
+  const custom = (resource: CustomResource) => inNamespace(resource, NAMESPACE);
   const publish = (name: string, key: string, text: string) =>
-    core.patchNamespacedConfigMap(
-      { namespace: NAMESPACE, name, body: { data: { [key]: text } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
-  const targetStatus = async (name: string) =>
-    (
-      (await objects.getNamespacedCustomObject({
-        ...custom(DEPLOYMENT_TARGET),
-        name,
-      })) as DeploymentTarget
-    ).status;
+    publishData(core, NAMESPACE, name, key, text);
+  const targetStatus = (name: string) =>
+    readTargetStatus(objects, DEPLOYMENT_TARGET, NAMESPACE, name);
 
   before(async () => {
     plane = await ControlPlane.start();

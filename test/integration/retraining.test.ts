@@ -26,8 +26,6 @@ import {
   DEPLOYMENT_TARGET,
   LATENCY_PROFILE,
   SUPERNET_TRAINING,
-  type DeploymentTarget,
-  type DeploymentTargetStatus,
   type LatencyProfile,
   type SupernetTraining,
 } from '../../operator/api/index.js';
@@ -36,6 +34,12 @@ import { Manager } from '../../operator/manager.js';
 import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
+import {
+  inNamespace,
+  publishData,
+  readTargetStatus,
+  type CustomResource,
+} from '../harness/resources.js';
 import { finishJob, markPodReady } from '../harness/pods.js';
 import { waitFor } from '../harness/wait.js';
 import { accuracyTable, latencyTable } from '../fixtures/tables.js';
@@ -104,18 +108,10 @@ describe('a retrained supernet and a restarted operator', () => {
     description: string,
     timeoutMs = 30_000,
   ) => waitFor(probe, { description, timeoutMs, hint: plane.logHint });
-  const custom = (resource: { group: string; version: string; plural: string }) => ({
-    group: resource.group,
-    version: resource.version,
-    plural: resource.plural,
-    namespace: NAMESPACE,
-  });
+  const custom = (resource: CustomResource) => inNamespace(resource, NAMESPACE);
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   const publish = (name: string, key: string, text: string) =>
-    core.patchNamespacedConfigMap(
-      { namespace: NAMESPACE, name, body: { data: { [key]: text } } },
-      mergePatch,
-    );
+    publishData(core, NAMESPACE, name, key, text);
   const configMap = (name: string) =>
     core.readNamespacedConfigMap({ namespace: NAMESPACE, name }).catch(() => undefined);
   const job = (name: string) =>
@@ -125,13 +121,8 @@ describe('a retrained supernet and a restarted operator', () => {
       ...custom(SUPERNET_TRAINING),
       name: TRAINING,
     })) as SupernetTraining;
-  const targetStatus = async (name: string): Promise<DeploymentTargetStatus | undefined> =>
-    (
-      (await objects.getNamespacedCustomObject({
-        ...custom(DEPLOYMENT_TARGET),
-        name,
-      })) as DeploymentTarget
-    ).status;
+  const targetStatus = (name: string) =>
+    readTargetStatus(objects, DEPLOYMENT_TARGET, NAMESPACE, name);
   const profiles = async () =>
     (
       (await objects.listNamespacedCustomObject({ ...custom(LATENCY_PROFILE) })) as {

@@ -14,21 +14,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 
-import {
-  BatchV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  EventsV1Api,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
 
 import { formatTable } from '../../compofa/tables.js';
-import {
-  DEPLOYMENT_TARGET,
-  SUPERNET_TRAINING,
-  type DeploymentTarget,
-} from '../../operator/api/index.js';
+import { DEPLOYMENT_TARGET, SUPERNET_TRAINING } from '../../operator/api/index.js';
 import { DEFAULT_OPERATOR_CONFIG } from '../../operator/config.js';
 import { Manager } from '../../operator/manager.js';
 import { parseConfig } from '../../serving/config.js';
@@ -39,6 +28,12 @@ import { accuracyTable, latencyTable, smallSpace } from '../fixtures/tables.js';
 import { writeServedModel } from '../fixtures/served-model.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
+import {
+  inNamespace,
+  publishData,
+  readTargetStatus,
+  type CustomResource,
+} from '../harness/resources.js';
 import { finishJob, markPodReady } from '../harness/pods.js';
 import { TestPrometheus } from '../harness/prometheus.js';
 import { waitFor } from '../harness/wait.js';
@@ -66,24 +61,11 @@ describe('served latency from Prometheus', () => {
       timeoutMs: 60_000,
       hint: `${plane.logHint}; Prometheus logs in ${prometheus.dir}`,
     });
-  const custom = (resource: { group: string; version: string; plural: string }) => ({
-    group: resource.group,
-    version: resource.version,
-    plural: resource.plural,
-    namespace: NAMESPACE,
-  });
+  const custom = (resource: CustomResource) => inNamespace(resource, NAMESPACE);
   const publish = (name: string, key: string, text: string) =>
-    core.patchNamespacedConfigMap(
-      { namespace: NAMESPACE, name, body: { data: { [key]: text } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
-  const targetStatus = async (name: string) =>
-    (
-      (await objects.getNamespacedCustomObject({
-        ...custom(DEPLOYMENT_TARGET),
-        name,
-      })) as DeploymentTarget
-    ).status;
+    publishData(core, NAMESPACE, name, key, text);
+  const targetStatus = (name: string) =>
+    readTargetStatus(objects, DEPLOYMENT_TARGET, NAMESPACE, name);
   const configMap = (name: string) =>
     eventually(
       () => core.readNamespacedConfigMap({ namespace: NAMESPACE, name }).catch(() => undefined),

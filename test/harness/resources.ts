@@ -1,0 +1,54 @@
+/**
+ * Reading and writing the operator's resources the way the integration tests play users and pods:
+ * the custom-object coordinates of a kind in one namespace, a table published into a report
+ * ConfigMap (as a trainer pod does), and a DeploymentTarget's status.
+ */
+import {
+  PatchStrategy,
+  setHeaderOptions,
+  type CoreV1Api,
+  type CustomObjectsApi,
+} from '@kubernetes/client-node';
+
+import type { DeploymentTarget } from '../../operator/api/index.js';
+
+/** A custom resource kind's API coordinates. */
+export interface CustomResource {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+}
+
+/** `resource`'s coordinates in `namespace`, for CustomObjectsApi calls. */
+export function inNamespace(resource: CustomResource, namespace: string) {
+  return { group: resource.group, version: resource.version, plural: resource.plural, namespace };
+}
+
+/** Writes `text` under `key` of ConfigMap `name` (a merge patch: other keys stay). */
+export function publishData(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  key: string,
+  text: string,
+) {
+  return core.patchNamespacedConfigMap(
+    { namespace, name, body: { data: { [key]: text } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+/** The status of DeploymentTarget `name`. */
+export async function readTargetStatus(
+  objects: CustomObjectsApi,
+  resource: CustomResource,
+  namespace: string,
+  name: string,
+): Promise<DeploymentTarget['status']> {
+  return (
+    (await objects.getNamespacedCustomObject({
+      ...inNamespace(resource, namespace),
+      name,
+    })) as DeploymentTarget
+  ).status;
+}
