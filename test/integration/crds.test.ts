@@ -120,7 +120,7 @@ describe('the compofa.io CRDs on a real API server', () => {
       ...MINIMAL.DeploymentTarget,
       latencyStatistic: 'p95',
       batchSize: 1,
-      serving: { replicas: 1, port: 8080 },
+      serving: { replicas: 1, port: 8080, progressDeadlineSeconds: 300 },
       drift: { tolerance: 0.1, window: '10m', action: 'alert' },
     });
 
@@ -142,7 +142,11 @@ describe('the compofa.io CRDs on a real API server', () => {
       serving: { replicas: 3 },
     });
     assert.deepEqual(partial.spec.drift, { tolerance: 0.1, window: '10m', action: 'reselect' });
-    assert.deepEqual(partial.spec.serving, { replicas: 3, port: 8080 });
+    assert.deepEqual(partial.spec.serving, {
+      replicas: 3,
+      port: 8080,
+      progressDeadlineSeconds: 300,
+    });
     const external = await create('LatencyProfile', 'external-defaults', {
       ...MINIMAL.LatencyProfile,
       external: { configMapName: 'measured-elsewhere' },
