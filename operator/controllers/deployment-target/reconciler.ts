@@ -32,6 +32,7 @@ import {
 } from './children.js';
 import {
   deployedRevision,
+  hasObservedSpec,
   nextPreviousSelection,
   planRollout,
   sameRevision,
@@ -277,10 +278,9 @@ export class DeploymentTargetReconciler {
   ): Update {
     const wanted = target.spec.serving?.replicas ?? 1;
     const status = deployment?.status;
-    const settled = (status?.observedGeneration ?? 0) >= (deployment?.metadata?.generation ?? 1);
     if (
       sameRevision(deployedRevision(deployment), revision) &&
-      settled &&
+      hasObservedSpec(deployment) &&
       (status?.updatedReplicas ?? 0) >= wanted &&
       (status?.availableReplicas ?? 0) >= wanted
     ) {

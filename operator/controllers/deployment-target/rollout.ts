@@ -48,8 +48,7 @@ export function rolloutFailure(
   revision: Revision,
 ): string | undefined {
   if (!deployment || !sameRevision(deployedRevision(deployment), revision)) return undefined;
-  const settled =
-    (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata?.generation ?? 1);
+  const settled = hasObservedSpec(deployment);
   const progressing = deployment.status?.conditions?.find((c) => c.type === 'Progressing');
   if (
     !settled ||
@@ -59,6 +58,11 @@ export function rolloutFailure(
     return undefined;
   const deadline = deployment.spec?.progressDeadlineSeconds;
   return `the pods of ${revision.id} did not become ready within ${deadline ?? 600}s (${progressing.message ?? 'ProgressDeadlineExceeded'})`;
+}
+
+/** Whether the Deployment controller has seen `deployment`'s latest spec (its status is about it). */
+export function hasObservedSpec(deployment: V1Deployment | undefined): boolean {
+  return (deployment?.status?.observedGeneration ?? 0) >= (deployment?.metadata?.generation ?? 1);
 }
 
 /** The rollout decision for one reconcile. */
