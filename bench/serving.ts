@@ -10,6 +10,9 @@
  *   kept-alive connection, alternating call by call; the server's overhead is the median of the
  *   paired differences (goal: at most 1 ms at p50). Alternating matters on a shared machine,
  *   whose speed drifts by tens of percent from one minute to the next.
+ * - the machine's floor, in the same loop: a bare `node:http` server that keeps a core busy for
+ *   the time the model took and answers at once (see BARE_SERVER); what the server adds beyond
+ *   that floor is its own work.
  * - throughput at saturation with autocannon, 64 connections, batching off and on (goal: zero
  *   errors, batching at least 2x). Latencies come from autocannon's per-response event
  *   (sub-millisecond), not its whole-millisecond histogram.
@@ -73,6 +76,7 @@ function request(
   agent: Agent,
   port: number,
   body: string,
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<{ roundTripMs: number; inferenceMs: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -83,7 +87,11 @@ function request(
         port,
         method: 'POST',
         path: '/v2/models/compofa/infer',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers: {
+          ...headers,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
       },
       (response) => {
         response.resume();
@@ -110,6 +118,7 @@ async function sideBySide(
   model: ServedModel,
   image: Float32Array,
   port: number,
+  barePort: number,
   body: string,
   seconds: number,
 ): Promise<{
@@ -117,17 +126,21 @@ async function sideBySide(
   server: Latencies;
   overheadMs: number;
   aroundModelMs: number;
+  floorMs: number;
   errors: number;
 }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const bareAgent = new Agent({ keepAlive: true, maxSockets: 1 });
   const local: number[] = [];
   const remote: number[] = [];
   const differences: number[] = [];
   const around: number[] = [];
+  const floor: number[] = [];
   let errors = 0;
   const end = performance.now() + seconds * 1000;
   try {
-    await request(agent, port, body); // opens the connection
+    await request(agent, port, body); // opens the connections
+    await request(bareAgent, barePort, body, { 'x-busy-ms': '1' });
     while (performance.now() < end) {
       const started = performance.now();
       await model.predict(image, 1);
@@ -141,9 +154,14 @@ async function sideBySide(
       remote.push(served.roundTripMs);
       differences.push(served.roundTripMs - direct);
       around.push(served.roundTripMs - served.inferenceMs);
+      const bare = await request(bareAgent, barePort, body, {
+        'x-busy-ms': served.inferenceMs.toFixed(3),
+      });
+      floor.push(bare.roundTripMs - bare.inferenceMs);
     }
   } finally {
     agent.destroy();
+    bareAgent.destroy();
   }
   // Each side ran about half of the time.
   return {
@@ -151,8 +169,43 @@ async function sideBySide(
     server: summarize(remote, errors, seconds / 2),
     overheadMs: median(differences),
     aroundModelMs: median(around),
+    floorMs: median(floor),
     errors,
   };
+}
+
+/**
+ * The machine's floor for the same exchange: a bare `node:http` server in its own process that
+ * reads the body, keeps its CPU busy for as long as the model took (`x-busy-ms`), and answers a
+ * response of the size of ours. Its round trip minus the busy time is what any Node.js server
+ * pays on this machine after that much work: reading a 16 KB body, waking the waiting client,
+ * and whatever the CPU's caches and the hypervisor add after a long computation.
+ */
+const BARE_SERVER = `
+const http = require('node:http');
+const answer = JSON.stringify({ model_name: 'compofa', model_version: '1', outputs: [{ name: 'probabilities',
+  datatype: 'FP32', shape: [1, 10], data: Array.from({ length: 10 }, (_, i) => 0.1 + i / 1e7) }] });
+const server = http.createServer((request, response) => {
+  const chunks = [];
+  request.on('data', (chunk) => chunks.push(chunk));
+  request.on('end', () => {
+    const busyMs = Number(request.headers['x-busy-ms'] ?? 0);
+    const started = performance.now();
+    while (performance.now() - started < busyMs);
+    response.setHeader('content-type', 'application/json');
+    response.setHeader('server-timing', 'inference;dur=' + (performance.now() - started).toFixed(3));
+    response.end(answer);
+  });
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+`;
+
+async function startBareServer(): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['-e', BARE_SERVER], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+  return { child, port: Number(line) };
 }
 
 /** A `compofa-serve` child process on a free port. */
@@ -226,6 +279,8 @@ interface ModelResult {
   readonly overheadMs: number[];
   /** Per run: the median of (round trip - the server's own inference time). */
   readonly aroundModelMs: number[];
+  /** Per run: the median of (round trip - busy time) of the bare node:http server. */
+  readonly floorMs: number[];
   readonly saturationUnbatched: Latencies[];
   readonly saturationBatched: Latencies[];
 }
@@ -252,24 +307,28 @@ async function benchmarkModel(
     serverOneConnection: [],
     overheadMs: [],
     aroundModelMs: [],
+    floorMs: [],
     saturationUnbatched: [],
     saturationBatched: [],
   };
   for (let run = 1; run <= runs; run++) {
     process.stderr.write(`${which} (${subnet}): run ${run}/${runs}\n`);
     const unbatched = await startServer(modelDir, false);
+    const bare = await startBareServer();
     try {
       await load(unbatched.port, body, 1, 1); // warm-up of the connection and the JIT
-      const paired = await sideBySide(model, image, unbatched.port, body, seconds);
+      const paired = await sideBySide(model, image, unbatched.port, bare.port, body, seconds);
       result.inProcess.push(paired.inProcess);
       result.serverOneConnection.push(paired.server);
       result.overheadMs.push(paired.overheadMs);
       result.aroundModelMs.push(paired.aroundModelMs);
+      result.floorMs.push(paired.floorMs);
       result.saturationUnbatched.push(
         await load(unbatched.port, body, SATURATION_CONNECTIONS, seconds),
       );
     } finally {
       await stopServer(unbatched.child);
+      await stopServer(bare.child);
     }
     const batched = await startServer(modelDir, true);
     try {
@@ -292,8 +351,8 @@ function report(results: readonly ModelResult[], runs: number, seconds: number):
     `Serving benchmark: small preset, batch 1, ${runs} runs of ${seconds} s each, medians over runs`,
     `(${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version})`,
     '',
-    '| subnet | in-process p50 / p99 | server (1 conn) p50 / p99 | overhead vs in-process (paired median) | round trip minus server inference time | 64 conns unbatched | 64 conns batched | batching gain | errors |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| subnet | in-process p50 / p99 | server (1 conn) p50 / p99 | overhead vs in-process (paired median) | round trip minus server inference time | bare node:http floor | 64 conns unbatched | 64 conns batched | batching gain | errors |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     const overhead = median(r.overheadMs);
@@ -305,7 +364,7 @@ function report(results: readonly ModelResult[], runs: number, seconds: number):
     lines.push(
       `| ${r.subnet} | ${m(r.inProcess, 'p50Ms').toFixed(2)} / ${m(r.inProcess, 'p99Ms').toFixed(2)} ms (${m(r.inProcess, 'perSecond').toFixed(1)}/s) ` +
         `| ${m(r.serverOneConnection, 'p50Ms').toFixed(2)} / ${m(r.serverOneConnection, 'p99Ms').toFixed(2)} ms (${m(r.serverOneConnection, 'perSecond').toFixed(1)}/s) ` +
-        `| ${overhead.toFixed(2)} ms | ${median(r.aroundModelMs).toFixed(2)} ms | ${unbatched.toFixed(1)}/s | ${batched.toFixed(1)}/s | ${(batched / unbatched).toFixed(2)}x | ${errors} |`,
+        `| ${overhead.toFixed(2)} ms | ${median(r.aroundModelMs).toFixed(2)} ms | ${median(r.floorMs).toFixed(2)} ms | ${unbatched.toFixed(1)}/s | ${batched.toFixed(1)}/s | ${(batched / unbatched).toFixed(2)}x | ${errors} |`,
     );
   }
   return lines.join('\n');

@@ -47,6 +47,7 @@ const latencyTable: LatencyTable = {
     threads: 2,
     backend: 'tensorflow',
     tensorflowVersion: '2.21.0',
+    oneDnn: false,
     labels: { 'kubernetes.io/arch': 'amd64' },
   },
   batchSize: 1,
@@ -166,6 +167,21 @@ describe('accuracy and latency tables', () => {
         ),
       /device\.labels\.a must be a non-empty string, got 3/,
     );
+    assert.throws(
+      () =>
+        parseLatencyTable(
+          edited(latencyTable, (t) => (t.device.oneDnn = 'off')),
+          'lat.json',
+        ),
+      /device\.oneDnn must be true or false, got "off"/,
+    );
+  });
+
+  it('read a latency table written before the oneDNN setting was recorded', () => {
+    const older = edited(latencyTable, (t) => delete t.device.oneDnn);
+    const { oneDnn, ...device } = latencyTable.device;
+    assert.equal(oneDnn, false);
+    assert.deepEqual(parseLatencyTable(older, 'lat.json', space).device, device);
   });
 
   it('refuse a table measured for another architecture', () => {

@@ -61,6 +61,11 @@ export interface LatencyDevice {
   readonly threads: number;
   readonly backend: string;
   readonly tensorflowVersion?: string;
+  /**
+   * Whether TensorFlow ran its oneDNN CPU kernels; serving must run with the same setting for the
+   * table to describe it. Absent in tables written before it was recorded.
+   */
+  readonly oneDnn?: boolean;
 }
 
 /** Latency of subnets on one device class at one batch size. */
@@ -107,6 +112,11 @@ class Reader {
 
   string(): string {
     if (typeof this.value !== 'string' || this.value.length === 0) this.fail('a non-empty string');
+    return this.value;
+  }
+
+  boolean(): boolean {
+    if (typeof this.value !== 'boolean') this.fail('true or false');
     return this.value;
   }
 
@@ -266,6 +276,7 @@ export function parseLatencyTable(
     return value === undefined ? {} : { [name]: value };
   };
   const labels = device.optional('labels')?.stringMap();
+  const oneDnn = device.optional('oneDnn')?.boolean();
   return {
     apiVersion: TABLE_API_VERSION,
     kind: 'LatencyTable',
@@ -279,6 +290,7 @@ export function parseLatencyTable(
       threads: device.field('threads').number(1, Infinity, { integer: true }),
       backend: device.field('backend').string(),
       ...optionalString('tensorflowVersion'),
+      ...(oneDnn === undefined ? {} : { oneDnn }),
     },
     batchSize: root.field('batchSize').number(1, Infinity, { integer: true }),
     method: root.field('method').oneOf(['exhaustive', 'lookup-table']),

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
-import { loadTensorFlow, NativeTensorFlowUnavailableError } from './backend.js';
+import {
+  loadTensorFlow,
+  NativeTensorFlowUnavailableError,
+  oneDnnEnabled,
+  type TensorFlowPurpose,
+} from './backend.js';
 
 const nativeMissing = (name: string): Promise<unknown> =>
   name.startsWith('@tensorflow/tfjs-node')
@@ -151,6 +159,66 @@ describe('loadTensorFlow', () => {
       assert.equal(runtime.tensorflowVersion, undefined);
       assert.equal(records[0]?.level, 'warn');
       assert.equal(runtime.tf.tensor1d([1, 2]).sum().dataSync()[0], 3);
+    });
+  });
+});
+
+describe('oneDnnEnabled', () => {
+  it('is off by default for inference and profiling, on for the rest', () => {
+    const expected: Record<TensorFlowPurpose, boolean> = {
+      inference: false,
+      profiling: false,
+      training: true,
+      evaluation: true,
+      extraction: true,
+    };
+    for (const [purpose, enabled] of Object.entries(expected))
+      assert.equal(oneDnnEnabled(purpose as TensorFlowPurpose, {}), enabled, purpose);
+  });
+
+  it('follows TF_ENABLE_ONEDNN_OPTS when it is set, in the spellings TensorFlow accepts', () => {
+    for (const value of ['1', 'true', 'TRUE', ' 1 '])
+      assert.equal(oneDnnEnabled('inference', { TF_ENABLE_ONEDNN_OPTS: value }), true, value);
+    for (const value of ['0', 'false', 'False'])
+      assert.equal(oneDnnEnabled('training', { TF_ENABLE_ONEDNN_OPTS: value }), false, value);
+    assert.equal(oneDnnEnabled('training', { TF_ENABLE_ONEDNN_OPTS: '' }), true);
+  });
+
+  it('rejects any other value, naming the variable and what it accepts', () => {
+    assert.throws(
+      () => oneDnnEnabled('inference', { TF_ENABLE_ONEDNN_OPTS: 'yes' }),
+      /TF_ENABLE_ONEDNN_OPTS must be 1, true, 0 or false, not 'yes'/,
+    );
+  });
+
+  /** Loads TensorFlow for `purpose` in a fresh process with TensorFlow's own logging on. */
+  async function loadInChild(
+    purpose: TensorFlowPurpose,
+    env: Record<string, string> = {},
+  ): Promise<{ reported: boolean; tensorflowSays: boolean }> {
+    const backend = fileURLToPath(new URL('./backend.ts', import.meta.url));
+    const script =
+      `const { loadTensorFlow } = await import(${JSON.stringify(backend)});` +
+      `const runtime = await loadTensorFlow({ purpose: '${purpose}', log: () => undefined });` +
+      `console.log(JSON.stringify({ oneDnn: runtime.oneDnn }));`;
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', ...env };
+    if (!('TF_ENABLE_ONEDNN_OPTS' in env)) delete childEnv.TF_ENABLE_ONEDNN_OPTS;
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      { env: childEnv },
+    );
+    const { oneDnn } = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as { oneDnn: boolean };
+    // TensorFlow announces its oneDNN kernels when it loads them, and only then.
+    return { reported: oneDnn, tensorflowSays: /oneDNN custom operations are on/.test(stderr) };
+  }
+
+  it('reaches TensorFlow: its oneDNN kernels load for training, not for inference unless asked', async () => {
+    assert.deepEqual(await loadInChild('training'), { reported: true, tensorflowSays: true });
+    assert.deepEqual(await loadInChild('inference'), { reported: false, tensorflowSays: false });
+    assert.deepEqual(await loadInChild('inference', { TF_ENABLE_ONEDNN_OPTS: '1' }), {
+      reported: true,
+      tensorflowSays: true,
     });
   });
 });

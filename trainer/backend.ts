@@ -34,6 +34,11 @@ export interface TensorFlowRuntime {
   /** Version of the TensorFlow C library behind the native backend; undefined for pure JS. */
   readonly tensorflowVersion: string | undefined;
   readonly tfjsVersion: string;
+  /**
+   * Whether TensorFlow runs its oneDNN kernels for convolutions, batch norm and matrix products
+   * on the CPU (`TF_ENABLE_ONEDNN_OPTS`, see {@link oneDnnEnabled}); false for pure JS.
+   */
+  readonly oneDnn: boolean;
 }
 
 /** Options of {@link loadTensorFlow}. */
@@ -64,6 +69,33 @@ export class NativeTensorFlowUnavailableError extends Error {
         `TensorFlow 2.21, or allow the ~100x slower pure-JS backend with COMPOFA_ALLOW_PURE_JS=1.`,
     );
   }
+}
+
+/** The purposes that run small batches, where oneDNN's per-op cost outweighs its faster kernels. */
+const ONEDNN_OFF_BY_DEFAULT: ReadonlySet<TensorFlowPurpose> = new Set(['inference', 'profiling']);
+
+/**
+ * Whether TensorFlow should run its oneDNN kernels for `purpose`: what `TF_ENABLE_ONEDNN_OPTS`
+ * says when it is set (`1`/`true` or `0`/`false`, as TensorFlow reads it), otherwise off for
+ * inference and profiling and on (TensorFlow's default) for training, evaluation and extraction.
+ *
+ * Why by purpose: in eager mode every oneDNN convolution and batch norm pays a fixed cost of
+ * 0.1-0.2 ms on top of its arithmetic, which dominates at batch 1. Without oneDNN the smallest
+ * subnet of the small preset answers in 15 ms instead of 50-85 ms and the largest in 50 ms instead
+ * of 100-130 ms, while a training step at batch 32 is 20% faster with it (docs/benchmarks.md,
+ * "Serving"). Profiling must measure what serving runs, so both share the default; a table
+ * records the setting it was measured with.
+ */
+export function oneDnnEnabled(
+  purpose: TensorFlowPurpose,
+  env: Readonly<Record<string, string | undefined>>,
+): boolean {
+  const value = env.TF_ENABLE_ONEDNN_OPTS;
+  if (value === undefined || value === '') return !ONEDNN_OFF_BY_DEFAULT.has(purpose);
+  const normalized = value.trim().toLowerCase();
+  if (normalized === '1' || normalized === 'true') return true;
+  if (normalized === '0' || normalized === 'false') return false;
+  throw new Error(`TF_ENABLE_ONEDNN_OPTS must be 1, true, 0 or false, not '${value}'`);
 }
 
 const NATIVE_PACKAGES: Readonly<Record<TensorFlowDevice, string>> = {
@@ -107,6 +139,9 @@ async function load(
 ): Promise<TensorFlowRuntime> {
   // TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) is not our log.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  // TensorFlow reads it once, when the library loads.
+  const oneDnn = oneDnnEnabled(options.purpose, process.env);
+  process.env.TF_ENABLE_ONEDNN_OPTS = oneDnn ? '1' : '0';
   const packageName = NATIVE_PACKAGES[device];
   let runtime: TensorFlowRuntime;
   try {
@@ -126,6 +161,7 @@ async function load(
       device,
       tensorflowVersion,
       tfjsVersion: tf.version_core,
+      oneDnn,
     };
   } catch (cause) {
     if (!allowPureJs)
@@ -140,6 +176,7 @@ async function load(
       device: 'cpu',
       tensorflowVersion: undefined,
       tfjsVersion: tf.version_core,
+      oneDnn: false,
     };
   }
   (options.log ?? logToStderr)({
@@ -153,6 +190,7 @@ async function load(
     device: runtime.device,
     tensorflowVersion: runtime.tensorflowVersion ?? null,
     tfjsVersion: runtime.tfjsVersion,
+    oneDnn: runtime.oneDnn,
   });
   return runtime;
 }

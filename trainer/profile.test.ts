@@ -114,12 +114,14 @@ describe('latency profiling', () => {
       threads: availableParallelism(),
       backend: 'tensorflow',
       tensorflowVersion: '2.21.0',
+      oneDnn: false,
     });
     assert.deepEqual(deviceFacts(runtime), {
       cpuModel: table.device.cpuModel,
       threads: table.device.threads,
       backend: 'tensorflow',
       tensorflowVersion: '2.21.0',
+      oneDnn: false,
     });
 
     const dir = await mkdtemp(join(tmpdir(), 'compofa-profile-'));

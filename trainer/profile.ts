@@ -112,8 +112,8 @@ const INPUT_SEED = 7;
 
 /**
  * The hardware and software this process measures on: the CPU model (os.cpus()), the threads
- * available to it, the TensorFlow backend and version, and on the GPU build the GPU model where
- * the NVIDIA driver names it (omitted on CPU).
+ * available to it, the TensorFlow backend and version, whether its oneDNN kernels ran, and on the
+ * GPU build the GPU model where the NVIDIA driver names it (omitted on CPU).
  */
 export function deviceFacts(runtime: TensorFlowRuntime): {
   cpuModel: string;
@@ -121,6 +121,7 @@ export function deviceFacts(runtime: TensorFlowRuntime): {
   threads: number;
   backend: string;
   tensorflowVersion?: string;
+  oneDnn: boolean;
 } {
   const cpuModel = cpus()[0]?.model.trim().replace(/\s+/g, ' ') ?? '';
   const gpuModel = runtime.device === 'gpu' ? nvidiaGpuModel() : undefined;
@@ -130,6 +131,7 @@ export function deviceFacts(runtime: TensorFlowRuntime): {
     threads: Math.max(1, availableParallelism()),
     backend: runtime.backend,
     ...(runtime.tensorflowVersion ? { tensorflowVersion: runtime.tensorflowVersion } : {}),
+    oneDnn: runtime.oneDnn,
   };
 }
 
