@@ -948,6 +948,11 @@ export interface MeasuredOn {
    * Constraints: at most 63 characters.
    */
   readonly tensorflowVersion?: string;
+  /**
+   * Whether TensorFlow ran its oneDNN CPU kernels; serving pods use the same setting (off by
+   * default for both).
+   */
+  readonly oneDnn?: boolean;
 }
 
 /** What the supernet is trained and evaluated on. */

@@ -130,7 +130,7 @@ describe('the LatencyProfile controller', () => {
 
     const table = {
       ...latencyTable(),
-      device: { ...latencyTable().device, nodeName: 'arm-edge-1' },
+      device: { ...latencyTable().device, nodeName: 'arm-edge-1', oneDnn: false },
     };
     await core.patchNamespacedConfigMap(
       {
@@ -150,6 +150,7 @@ describe('the LatencyProfile controller', () => {
     });
     assert.equal(status.measuredOn?.node, 'arm-edge-1');
     assert.equal(status.measuredOn.cpuModel, 'test CPU');
+    assert.equal(status.measuredOn.oneDnn, false, 'the status schema keeps the oneDNN setting');
   });
 
   it('validates an external table without running a Job', async () => {

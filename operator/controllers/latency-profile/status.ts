@@ -249,6 +249,7 @@ function validateTable(
       ...(device.tensorflowVersion === undefined
         ? {}
         : { tensorflowVersion: device.tensorflowVersion }),
+      ...(device.oneDnn === undefined ? {} : { oneDnn: device.oneDnn }),
     };
     return { ok: true, rows: table.rows.length, measuredOn, measuredAt: table.measuredAt };
   } catch (error) {
