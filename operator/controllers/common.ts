@@ -5,13 +5,28 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 
 import { isApplied, patchStatus, serverSideApply, withAppliedHash } from '../runtime/apply.js';
+import { describeError } from '../runtime/events.js';
 import type { Caches, ControllerContext } from './context.js';
 import type { StoredMeta } from './objects.js';
+
+/** A child the API server did not apply (a quota, an admission webhook, a full ClusterIP range). */
+export class ChildApplyError extends Error {
+  override readonly name = 'ChildApplyError';
+  constructor(
+    readonly child: KubernetesObject,
+    cause: unknown,
+  ) {
+    super(`${child.kind ?? 'object'} ${child.metadata?.name ?? ''}: ${describeError(cause)}`, {
+      cause,
+    });
+  }
+}
 
 /**
  * Server-side applies `children` in order under the operator's field manager, skipping a child
  * whose cached copy already holds all of it (most reconciles change nothing: a fleet of targets
- * would otherwise re-send every Deployment on every pass).
+ * would otherwise re-send every Deployment on every pass). Rejects with a {@link ChildApplyError}
+ * naming the first child that could not be applied.
  */
 export async function applyAll(
   context: ControllerContext,
@@ -20,7 +35,11 @@ export async function applyAll(
   for (const child of children) {
     const desired = withAppliedHash(child);
     if (isApplied(desired, cachedCopy(context.caches, child))) continue;
-    await serverSideApply(context.objects, desired, context.config.fieldManager);
+    try {
+      await serverSideApply(context.objects, desired, context.config.fieldManager);
+    } catch (error) {
+      throw new ChildApplyError(child, error);
+    }
   }
 }
 

@@ -288,6 +288,76 @@ describe('the DeploymentTarget controller', () => {
     }, 'the previous subnet available');
   });
 
+  it('says which child the API server refused, keeps its selection, and recovers once allowed', async () => {
+    // A quota of no Services in the namespace: the serving Service of a new target is refused.
+    const quota = await core.createNamespacedResourceQuota({
+      namespace: NAMESPACE,
+      body: { metadata: { name: 'no-services' }, spec: { hard: { services: '0' } } },
+    });
+    // The harness runs no quota controller: publish the usage it would have counted.
+    await core.replaceNamespacedResourceQuotaStatus({
+      namespace: NAMESPACE,
+      name: 'no-services',
+      body: { ...quota, status: { hard: { services: '0' }, used: { services: '0' } } },
+    });
+    try {
+      await objects.createNamespacedCustomObject({
+        ...custom(DEPLOYMENT_TARGET),
+        body: {
+          apiVersion: DEPLOYMENT_TARGET.apiVersion,
+          kind: DEPLOYMENT_TARGET.kind,
+          metadata: { name: 'guarded' },
+          // The first test's budget: its subnet is extracted already, so serving comes next.
+          spec: {
+            supernetRef: { name: 'fmnist' },
+            device: { nodeSelector: ARM },
+            latencyBudgetMs: budget(0.5),
+          },
+        },
+      });
+      const refused = await eventually(async () => {
+        const status = await targetStatus('guarded');
+        return (
+          status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'ApplyFailed' && status
+        );
+      }, 'Ready False with reason ApplyFailed');
+      assert.equal(refused.phase, 'Failed');
+      assert.ok(refused.selectedSubnet?.id, 'the selection is recorded');
+      const available = refused.conditions?.find((c) => c.type === 'Available');
+      assert.equal(available?.status, 'False');
+      assert.match(
+        available.message,
+        /^the API server refused Service guarded: HTTP 403: .*quota/,
+        'names the child and the reason of the API server',
+      );
+      const events = await plane
+        .kubeConfig()
+        .makeApiClient(EventsV1Api)
+        .listNamespacedEvent({ namespace: NAMESPACE });
+      const warning = events.items.find(
+        (event) => event.regarding?.name === 'guarded' && event.reason === 'ApplyFailed',
+      );
+      assert.equal(warning?.type, 'Warning');
+    } finally {
+      await core.deleteNamespacedResourceQuota({ namespace: NAMESPACE, name: 'no-services' });
+    }
+    // Retried with backoff: the Service is created and the target goes on to serve.
+    await eventually(
+      () =>
+        core
+          .readNamespacedService({ namespace: NAMESPACE, name: 'guarded' })
+          .catch(() => undefined),
+      'the Service, created on a retry',
+      60_000,
+    );
+    const deploying = await eventually(async () => {
+      const status = await targetStatus('guarded');
+      return status?.phase === 'Deploying' && status;
+    }, 'phase Deploying');
+    assert.equal(deploying.conditions?.find((c) => c.type === 'Available')?.reason, 'RollingOut');
+    await objects.deleteNamespacedCustomObject({ ...custom(DEPLOYMENT_TARGET), name: 'guarded' });
+  });
+
   it('removes its Deployment and Service when the target is deleted, not the shared profile', async () => {
     const apps = plane.kubeConfig().makeApiClient(AppsV1Api);
     await objects.deleteNamespacedCustomObject({ ...custom(DEPLOYMENT_TARGET), name: 'edge' });

@@ -6,13 +6,13 @@
  * model is extracted, then rolls out. Conditions are evaluated in order (cert-manager style): the
  * first that is not True gives Ready its reason.
  */
-import type { V1Deployment } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 
 import { DEPLOYMENT_TARGET, type Condition, type DeploymentTargetStatus } from '../../api/index.js';
 import { controllerReference } from '../../runtime/apply.js';
 import { setCondition } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
-import { applyAll, writeStatus, type TransitionEvent } from '../common.js';
+import { applyAll, ChildApplyError, writeStatus, type TransitionEvent } from '../common.js';
 import type { ControllerContext } from '../context.js';
 import { jobState, podTrouble } from '../jobs.js';
 import { TARGET_LABEL } from '../names.js';
@@ -67,6 +67,23 @@ export class DeploymentTargetReconciler {
     const extra: StatusFields = {};
     const updates: Update[] = [];
     const conclude = (phase: Phase) => this.writeStatus(target, phase, updates, extra);
+    // A child the API server refuses fails the target visibly, with what was decided so far
+    // recorded, and the reconcile is retried with backoff.
+    const apply = async (type: string, children: readonly KubernetesObject[]) => {
+      try {
+        await applyAll(this.context, children);
+      } catch (error) {
+        if (!(error instanceof ChildApplyError)) throw error;
+        updates.push({
+          type,
+          status: 'False',
+          reason: 'ApplyFailed',
+          message: `the API server refused ${error.message}`,
+        });
+        await conclude('Failed').catch(() => undefined);
+        throw error;
+      }
+    };
 
     const cachedTraining = caches.trainings.get(namespace, target.spec.supernetRef.name);
     if (!cachedTraining) {
@@ -83,7 +100,7 @@ export class DeploymentTargetReconciler {
 
     // 1. The device class's latency table.
     const desiredProfile = targetProfile(target, training, trainingOwner);
-    await applyAll(this.context, [desiredProfile]);
+    await apply('Profiled', [desiredProfile]);
     const profileName = desiredProfile.metadata?.name ?? '';
     extra.profileRef = { name: profileName };
     const profile = caches.profiles.get(namespace, profileName);
@@ -169,7 +186,7 @@ export class DeploymentTargetReconciler {
     const subnet = choice.selected.id;
     const job = caches.jobs.get(namespace, extractionJobName(training, generation, subnet));
     if (!job)
-      await applyAll(this.context, [
+      await apply('Available', [
         extractionJob(training, generation, subnet, trainingOwner, config),
       ]);
     const extraction = jobState(job);
@@ -203,7 +220,7 @@ export class DeploymentTargetReconciler {
       this.podTrouble(target)?.message,
     );
     extra.failedRollout = plan.failed;
-    await applyAll(this.context, [
+    await apply('Available', [
       servingDeployment(target, training, plan.serve, owner, config),
       servingService(target, owner),
     ]);
