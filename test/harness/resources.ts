@@ -1,6 +1,6 @@
 /**
  * Reading and writing the operator's resources the way the integration tests play users and pods:
- * the custom-object coordinates of a kind in one namespace, a table published into a report
+ * the custom-object coordinates of a kind in one namespace, a resource created, a table published into a report
  * ConfigMap (as a trainer pod does), and a DeploymentTarget's status.
  */
 import {
@@ -17,6 +17,26 @@ export interface CustomResource {
   readonly group: string;
   readonly version: string;
   readonly plural: string;
+}
+
+/** A custom resource kind with what a manifest of it names. */
+export interface CustomKind extends CustomResource {
+  readonly apiVersion: string;
+  readonly kind: string;
+}
+
+/** Creates the `kind` object `name` in `namespace` with `spec`, as a user's `kubectl create`. */
+export function createResource(
+  objects: CustomObjectsApi,
+  kind: CustomKind,
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+) {
+  return objects.createNamespacedCustomObject({
+    ...inNamespace(kind, namespace),
+    body: { apiVersion: kind.apiVersion, kind: kind.kind, metadata: { name }, spec },
+  });
 }
 
 /** `resource`'s coordinates in `namespace`, for CustomObjectsApi calls. */

@@ -24,9 +24,11 @@ import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
 import {
+  createResource,
   inNamespace,
   publishData,
   readTargetStatus,
+  type CustomKind,
   type CustomResource,
 } from '../harness/resources.js';
 import { finishJob, markPodReady } from '../harness/pods.js';
@@ -48,6 +50,8 @@ describe('the DeploymentTarget controller', () => {
     timeoutMs = 30_000,
   ) => waitFor(probe, { description, timeoutMs, hint: plane.logHint });
   const custom = (resource: CustomResource) => inNamespace(resource, NAMESPACE);
+  const create = (kind: CustomKind, name: string, spec: Record<string, unknown>) =>
+    createResource(objects, kind, NAMESPACE, name, spec);
   const publish = (name: string, key: string, text: string) =>
     publishData(core, NAMESPACE, name, key, text);
   const targetStatus = (name: string) =>
@@ -69,14 +73,9 @@ describe('the DeploymentTarget controller', () => {
     await manager.startCaches();
     manager.startControllers();
     // A trained supernet: its generation's report holds the accuracy table.
-    await objects.createNamespacedCustomObject({
-      ...custom(SUPERNET_TRAINING),
-      body: {
-        apiVersion: SUPERNET_TRAINING.apiVersion,
-        kind: SUPERNET_TRAINING.kind,
-        metadata: { name: 'fmnist' },
-        spec: { artifacts: { claimName: 'artifacts' }, resources: { gpus: 0 } },
-      },
+    await create(SUPERNET_TRAINING, 'fmnist', {
+      artifacts: { claimName: 'artifacts' },
+      resources: { gpus: 0 },
     });
     await eventually(
       () =>
@@ -99,18 +98,10 @@ describe('the DeploymentTarget controller', () => {
     latencies[Math.floor(fraction * (latencies.length - 1))] ?? NaN;
 
   it('profiles the device, selects, extracts and serves, then reports Ready', async () => {
-    await objects.createNamespacedCustomObject({
-      ...custom(DEPLOYMENT_TARGET),
-      body: {
-        apiVersion: DEPLOYMENT_TARGET.apiVersion,
-        kind: DEPLOYMENT_TARGET.kind,
-        metadata: { name: 'edge' },
-        spec: {
-          supernetRef: { name: 'fmnist' },
-          device: { nodeSelector: ARM },
-          latencyBudgetMs: budget(0.5),
-        },
-      },
+    await create(DEPLOYMENT_TARGET, 'edge', {
+      supernetRef: { name: 'fmnist' },
+      device: { nodeSelector: ARM },
+      latencyBudgetMs: budget(0.5),
     });
     const profileName = await eventually(
       async () => (await targetStatus('edge'))?.profileRef?.name,
@@ -295,25 +286,18 @@ describe('the DeploymentTarget controller', () => {
       body: { metadata: { name: 'no-services' }, spec: { hard: { services: '0' } } },
     });
     // The harness runs no quota controller: publish the usage it would have counted.
+    quota.status = { hard: { services: '0' }, used: { services: '0' } };
     await core.replaceNamespacedResourceQuotaStatus({
       namespace: NAMESPACE,
       name: 'no-services',
-      body: { ...quota, status: { hard: { services: '0' }, used: { services: '0' } } },
+      body: quota,
     });
     try {
-      await objects.createNamespacedCustomObject({
-        ...custom(DEPLOYMENT_TARGET),
-        body: {
-          apiVersion: DEPLOYMENT_TARGET.apiVersion,
-          kind: DEPLOYMENT_TARGET.kind,
-          metadata: { name: 'guarded' },
-          // The first test's budget: its subnet is extracted already, so serving comes next.
-          spec: {
-            supernetRef: { name: 'fmnist' },
-            device: { nodeSelector: ARM },
-            latencyBudgetMs: budget(0.5),
-          },
-        },
+      // The first test's budget: its subnet is extracted already, so serving comes next.
+      await create(DEPLOYMENT_TARGET, 'guarded', {
+        supernetRef: { name: 'fmnist' },
+        device: { nodeSelector: ARM },
+        latencyBudgetMs: budget(0.5),
       });
       const refused = await eventually(async () => {
         const status = await targetStatus('guarded');

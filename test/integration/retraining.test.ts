@@ -35,9 +35,11 @@ import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
 import {
+  createResource,
   inNamespace,
   publishData,
   readTargetStatus,
+  type CustomKind,
   type CustomResource,
 } from '../harness/resources.js';
 import { finishJob, markPodReady } from '../harness/pods.js';
@@ -109,6 +111,8 @@ describe('a retrained supernet and a restarted operator', () => {
     timeoutMs = 30_000,
   ) => waitFor(probe, { description, timeoutMs, hint: plane.logHint });
   const custom = (resource: CustomResource) => inNamespace(resource, NAMESPACE);
+  const create = (kind: CustomKind, name: string, spec: Record<string, unknown>) =>
+    createResource(objects, kind, NAMESPACE, name, spec);
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   const publish = (name: string, key: string, text: string) =>
     publishData(core, NAMESPACE, name, key, text);
@@ -241,14 +245,9 @@ describe('a retrained supernet and a restarted operator', () => {
     await plane.createVolumeClaim(NAMESPACE, 'artifacts');
     await plane.createNode({ name: 'arm-1', labels: ARM });
     ({ manager, log } = await startManager());
-    await objects.createNamespacedCustomObject({
-      ...custom(SUPERNET_TRAINING),
-      body: {
-        apiVersion: SUPERNET_TRAINING.apiVersion,
-        kind: SUPERNET_TRAINING.kind,
-        metadata: { name: TRAINING },
-        spec: { artifacts: { claimName: 'artifacts' }, resources: { gpus: 0 } },
-      },
+    await create(SUPERNET_TRAINING, TRAINING, {
+      artifacts: { claimName: 'artifacts' },
+      resources: { gpus: 0 },
     });
     // Generation 1 is trained: its report holds the accuracy table.
     await eventually(() => configMap(`${TRAINING}-g1`), 'the report ConfigMap of generation 1');
@@ -265,18 +264,10 @@ describe('a retrained supernet and a restarted operator', () => {
       ['small', 0.3],
       ['large', 0.9],
     ] as const) {
-      await objects.createNamespacedCustomObject({
-        ...custom(DEPLOYMENT_TARGET),
-        body: {
-          apiVersion: DEPLOYMENT_TARGET.apiVersion,
-          kind: DEPLOYMENT_TARGET.kind,
-          metadata: { name },
-          spec: {
-            supernetRef: { name: TRAINING },
-            device: { nodeSelector: ARM },
-            latencyBudgetMs: budget(fraction),
-          },
-        },
+      await create(DEPLOYMENT_TARGET, name, {
+        supernetRef: { name: TRAINING },
+        device: { nodeSelector: ARM },
+        latencyBudgetMs: budget(fraction),
       });
     }
     profileName = await eventually(

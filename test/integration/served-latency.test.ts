@@ -29,10 +29,10 @@ import { writeServedModel } from '../fixtures/served-model.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
 import {
-  inNamespace,
+  createResource,
   publishData,
   readTargetStatus,
-  type CustomResource,
+  type CustomKind,
 } from '../harness/resources.js';
 import { finishJob, markPodReady } from '../harness/pods.js';
 import { TestPrometheus } from '../harness/prometheus.js';
@@ -61,7 +61,8 @@ describe('served latency from Prometheus', () => {
       timeoutMs: 60_000,
       hint: `${plane.logHint}; Prometheus logs in ${prometheus.dir}`,
     });
-  const custom = (resource: CustomResource) => inNamespace(resource, NAMESPACE);
+  const create = (kind: CustomKind, name: string, spec: Record<string, unknown>) =>
+    createResource(objects, kind, NAMESPACE, name, spec);
   const publish = (name: string, key: string, text: string) =>
     publishData(core, NAMESPACE, name, key, text);
   const targetStatus = (name: string) =>
@@ -139,14 +140,9 @@ describe('served latency from Prometheus', () => {
     });
     await manager.startCaches();
     manager.startControllers();
-    await objects.createNamespacedCustomObject({
-      ...custom(SUPERNET_TRAINING),
-      body: {
-        apiVersion: SUPERNET_TRAINING.apiVersion,
-        kind: SUPERNET_TRAINING.kind,
-        metadata: { name: 'fmnist' },
-        spec: { artifacts: { claimName: 'artifacts' }, resources: { gpus: 0 } },
-      },
+    await create(SUPERNET_TRAINING, 'fmnist', {
+      artifacts: { claimName: 'artifacts' },
+      resources: { gpus: 0 },
     });
     await configMap('fmnist-g1');
     await publish('fmnist-g1', 'accuracy.json', formatTable(accuracyTable()));
@@ -166,20 +162,12 @@ describe('served latency from Prometheus', () => {
     // exactly that: it is selected, then served at twice the budget.
     const largestMs = Math.max(...latencyTable().rows.map((row) => row.medianMs));
     const budget = realMs / 2;
-    await objects.createNamespacedCustomObject({
-      ...custom(DEPLOYMENT_TARGET),
-      body: {
-        apiVersion: DEPLOYMENT_TARGET.apiVersion,
-        kind: DEPLOYMENT_TARGET.kind,
-        metadata: { name: 'edge' },
-        spec: {
-          supernetRef: { name: 'fmnist' },
-          device: { nodeSelector: ARM },
-          latencyBudgetMs: budget,
-          latencyStatistic: 'median',
-          drift: { window: '5s', tolerance: 0.1, action: 'reselect' },
-        },
-      },
+    await create(DEPLOYMENT_TARGET, 'edge', {
+      supernetRef: { name: 'fmnist' },
+      device: { nodeSelector: ARM },
+      latencyBudgetMs: budget,
+      latencyStatistic: 'median',
+      drift: { window: '5s', tolerance: 0.1, action: 'reselect' },
     });
     const profileName = await eventually(
       async () => (await targetStatus('edge'))?.profileRef?.name,
