@@ -449,6 +449,20 @@ describe('the Helm chart', () => {
       ),
       { name: 'COMPOFA_SERVING_SERVICE_ACCOUNT', value: 'compofa-serving' },
     );
+    // A Prometheus URL with credentials comes from a Secret, never in the pod spec.
+    const withSecret = only(
+      (await render(['servedLatency.prometheusUrlSecret.name=prometheus-access'])).manifests,
+      'Deployment',
+    );
+    assert.deepEqual(
+      withSecret.spec.template.spec.containers[0].env.find(
+        (e: { name: string }) => e.name === 'COMPOFA_PROMETHEUS_URL',
+      ),
+      {
+        name: 'COMPOFA_PROMETHEUS_URL',
+        valueFrom: { secretKeyRef: { name: 'prometheus-access', key: 'url' } },
+      },
+    );
     // The chart sets every variable the operator reads, and only those.
     const help = await runCommand(process.execPath, [
       '--import',
@@ -548,6 +562,14 @@ describe('the Helm chart', () => {
       [['logLevel=loud'], /logLevel': value must be one of/],
       [['prometheusRule.stallThreshold=soon'], /'soon' does not match pattern/],
       [['replicaCount=0'], /replicaCount': minimum/],
+      [
+        [
+          'servedLatency.prometheusUrl=http://prom:9090',
+          'servedLatency.prometheusUrlSecret.name=p',
+        ],
+        /set servedLatency.prometheusUrl or servedLatency.prometheusUrlSecret.name, not both/,
+      ],
+      [['servedLatency.prometheusUrlSecret.name=Bad_Name'], /'Bad_Name' does not match pattern/],
     ] as const) {
       const result = await helm(['template', RELEASE, CHART, ...sets.flatMap((s) => ['--set', s])]);
       assert.notEqual(result.code, 0, `${sets.join(' ')}: ${output(result)}`);
