@@ -311,6 +311,12 @@ export function parseLatencyTable(
 /** Which latency statistic a budget is compared with. */
 export type LatencyStatistic = 'median' | 'p95';
 
+/** The quantile of each statistic, as Prometheus' histogram_quantile takes it. */
+export const STATISTIC_QUANTILES: Readonly<Record<LatencyStatistic, number>> = {
+  median: 0.5,
+  p95: 0.95,
+};
+
 /**
  * The subnets present in both tables, as selection input. The tables must describe the same
  * supernet architecture; subnets missing from either table are listed, not silently dropped.

@@ -15,6 +15,7 @@ describe('serving configuration', () => {
     assert.equal(config.maxBodyBytes, 16 * 1024 * 1024);
     assert.equal(config.drainTimeoutMs, 30_000);
     assert.equal(config.latencyTolerance, 0.1);
+    assert.equal(config.latencyStatistic, 'p95');
     assert.equal(config.threads, undefined);
     assert.equal(parseConfig(['--model-dir', 'm', '--threads', '1'], {}).threads, 1);
   });
@@ -25,6 +26,7 @@ describe('serving configuration', () => {
       COMPOFA_PORT: '9000',
       COMPOFA_TARGET: 'edge-arm',
       COMPOFA_LATENCY_BUDGET_MS: '7.5',
+      COMPOFA_LATENCY_STATISTIC: 'median',
       COMPOFA_BATCHING: 'true',
       COMPOFA_BATCH_MAX_SIZE: '16',
     };
@@ -33,6 +35,7 @@ describe('serving configuration', () => {
     assert.equal(config.port, 9001);
     assert.equal(config.target, 'edge-arm');
     assert.equal(config.latencyBudgetMs, 7.5);
+    assert.equal(config.latencyStatistic, 'median');
     assert.deepEqual(config.batching, { maxBatchSize: 16, maxQueueDelayMs: 2 });
   });
 
@@ -54,6 +57,18 @@ describe('serving configuration', () => {
       ['--model-dir', 'm'],
       { COMPOFA_LATENCY_BUDGET_MS: '0' },
       /--latency-budget-ms \(COMPOFA_LATENCY_BUDGET_MS\) must be a number > 0, got '0'/,
+    ],
+    [
+      'an unknown latency statistic',
+      ['--model-dir', 'm', '--latency-statistic', 'p99'],
+      {},
+      /--latency-statistic \(COMPOFA_LATENCY_STATISTIC\) must be one of median, p95, got 'p99'/,
+    ],
+    [
+      'a statistic named like an object property',
+      ['--model-dir', 'm'],
+      { COMPOFA_LATENCY_STATISTIC: 'toString' },
+      /must be one of median, p95, got 'toString'/,
     ],
     [
       'a non-boolean batching switch',

@@ -5,6 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 
+import { STATISTIC_QUANTILES, type LatencyStatistic } from '../compofa/tables.js';
+
 /** Validated settings of one server process. */
 export interface ServingConfig {
   /** Folder with the extracted model (model.json + weight files). */
@@ -20,6 +22,8 @@ export interface ServingConfig {
   readonly latencyBudgetMs: number | undefined;
   /** Allowed excess over the budget before a drift alert, exported as a gauge. */
   readonly latencyTolerance: number;
+  /** Which statistic of the served latency the budget bounds (the target's latencyStatistic). */
+  readonly latencyStatistic: LatencyStatistic;
   /** Largest batch one request may carry. */
   readonly maxRequestBatch: number;
   /** Dynamic micro-batching; off by default. */
@@ -70,6 +74,11 @@ const SETTINGS = {
     env: 'COMPOFA_LATENCY_TOLERANCE',
     default: '0.1',
     help: 'drift alerts fire above budget x (1 + tolerance)',
+  },
+  'latency-statistic': {
+    env: 'COMPOFA_LATENCY_STATISTIC',
+    default: 'p95',
+    help: 'median or p95: what the budget bounds, exported as compofa_latency_budget_quantile',
   },
   'max-request-batch': {
     env: 'COMPOFA_MAX_REQUEST_BATCH',
@@ -207,6 +216,12 @@ export function parseConfig(
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`${where('log-level')} must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const latencyStatistic = text('latency-statistic') as LatencyStatistic;
+  if (!Object.hasOwn(STATISTIC_QUANTILES, latencyStatistic)) {
+    throw new ConfigError(
+      `${where('latency-statistic')} must be one of ${Object.keys(STATISTIC_QUANTILES).join(', ')}, got '${latencyStatistic}'`,
+    );
+  }
   const maxRequestBatch = integer('max-request-batch', 1, 4096);
   return {
     modelDir,
@@ -217,6 +232,7 @@ export function parseConfig(
     target: text('target'),
     latencyBudgetMs: positive('latency-budget-ms'),
     latencyTolerance: ratio('latency-tolerance'),
+    latencyStatistic,
     maxRequestBatch,
     batching: boolean('batching')
       ? {

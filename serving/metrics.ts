@@ -1,9 +1,21 @@
 /**
  * The serving pod's Prometheus metrics. Names and labels are part of the product: the chart's
- * PrometheusRule compares `compofa_inference_duration_seconds` against
- * `compofa_latency_budget_seconds`, so the budget lives here once rather than in every rule.
+ * PrometheusRule compares the quantile `compofa_latency_budget_quantile` of
+ * `compofa_inference_duration_seconds` against `compofa_latency_budget_seconds`, so the budget
+ * and its statistic live here once rather than in every rule.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+import { STATISTIC_QUANTILES, type LatencyStatistic } from '../compofa/tables.js';
+
+/** The DeploymentTarget's latency budget as the serving pod exports it. */
+export interface LatencyBudget {
+  readonly budgetMs: number;
+  /** Allowed excess before a drift alert: budget x (1 + tolerance). */
+  readonly tolerance: number;
+  /** Which statistic of the served latency the budget bounds. */
+  readonly statistic: LatencyStatistic;
+}
 
 /**
  * Latency buckets in seconds: 0.5 ms steps near the bottom so that budgets of a few milliseconds
@@ -43,13 +55,14 @@ export class ServingMetrics {
   >;
   private readonly latencyBudget: Gauge<'model' | 'target' | 'subnet'>;
   private readonly latencyTolerance: Gauge<'model' | 'target' | 'subnet'>;
+  private readonly latencyQuantile: Gauge<'model' | 'target' | 'subnet'>;
   /** Labels of the inference metrics; the subnet is filled in once the model is loaded. */
   private labels: { model: string; target: string; subnet: string };
 
   constructor(
     private readonly identity: ServedIdentity,
-    private readonly latencyBudgetMs: number | undefined,
-    private readonly latencyToleranceRatio = 0.1,
+    /** Undefined when the pod serves no DeploymentTarget with a budget. */
+    private readonly budget: LatencyBudget | undefined,
   ) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
@@ -85,18 +98,21 @@ export class ServingMetrics {
       labelNames: ['model', 'version', 'target', 'subnet', 'resolution', 'design_space'],
       registers,
     });
-    this.latencyBudget = new Gauge({
-      name: 'compofa_latency_budget_seconds',
-      help: "The DeploymentTarget's latency budget, for alert rules to compare against.",
-      labelNames: ['model', 'target', 'subnet'],
-      registers,
-    });
-    this.latencyTolerance = new Gauge({
-      name: 'compofa_latency_tolerance_ratio',
-      help: 'How far above the budget served p95 latency may go before a drift alert fires.',
-      labelNames: ['model', 'target', 'subnet'],
-      registers,
-    });
+    // The budget's gauges carry the inference histogram's labels, so rules join on them.
+    const budgetGauge = (name: string, help: string) =>
+      new Gauge({ name, help, labelNames: ['model', 'target', 'subnet'] as const, registers });
+    this.latencyBudget = budgetGauge(
+      'compofa_latency_budget_seconds',
+      "The DeploymentTarget's latency budget, for alert rules to compare against.",
+    );
+    this.latencyTolerance = budgetGauge(
+      'compofa_latency_tolerance_ratio',
+      'How far above the budget the served latency may go before a drift alert fires.',
+    );
+    this.latencyQuantile = budgetGauge(
+      'compofa_latency_budget_quantile',
+      'The quantile of the served latency the budget bounds: 0.5 (median) or 0.95 (p95).',
+    );
   }
 
   /** Sets the labels and gauges that depend on the loaded model. */
@@ -113,9 +129,10 @@ export class ServingMetrics {
       },
       1,
     );
-    if (this.latencyBudgetMs !== undefined) {
-      this.latencyBudget.set(this.labels, this.latencyBudgetMs / 1000);
-      this.latencyTolerance.set(this.labels, this.latencyToleranceRatio);
+    if (this.budget) {
+      this.latencyBudget.set(this.labels, this.budget.budgetMs / 1000);
+      this.latencyTolerance.set(this.labels, this.budget.tolerance);
+      this.latencyQuantile.set(this.labels, STATISTIC_QUANTILES[this.budget.statistic]);
     }
   }
 

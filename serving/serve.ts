@@ -35,8 +35,13 @@ export async function startServing(
 ): Promise<RunningServer> {
   const metrics = new ServingMetrics(
     { model: config.modelName, version: config.modelVersion, target: config.target },
-    config.latencyBudgetMs,
-    config.latencyTolerance,
+    config.latencyBudgetMs === undefined
+      ? undefined
+      : {
+          budgetMs: config.latencyBudgetMs,
+          tolerance: config.latencyTolerance,
+          statistic: config.latencyStatistic,
+        },
   );
   const state = new ServingState(config, metrics);
   const server = createServer(createApp({ config, state, metrics, logger }));

@@ -118,7 +118,15 @@ describe('inference server', () => {
     dir = join(dir, 'model');
     reference = await tf.loadLayersModel(pathToFileURL(join(dir, 'model.json')).href);
     ({ base } = await start(
-      ...['--latency-budget-ms', '5', '--latency-tolerance', '0.25', '--max-body-bytes', '65536'],
+      ...[
+        '--latency-budget-ms',
+        '5',
+        '--latency-tolerance',
+        '0.25',
+        '--latency-statistic',
+        'median',
+      ],
+      ...['--max-body-bytes', '65536'],
     ));
   });
   after(async () => {
@@ -345,6 +353,7 @@ describe('inference server', () => {
       assert.match(first, new RegExp(`compofa_model_info\\{[^}]*subnet="${subnet}"[^}]*\\} 1`));
       assert.equal(metric(first, `compofa_latency_budget_seconds{${labels}}`), 0.005);
       assert.equal(metric(first, `compofa_latency_tolerance_ratio{${labels}}`), 0.25);
+      assert.equal(metric(first, `compofa_latency_budget_quantile{${labels}}`), 0.5);
       const count = metric(first, `compofa_inference_duration_seconds_count{${labels}}`);
       const ok = (text: string): number =>
         metric(

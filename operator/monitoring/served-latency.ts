@@ -5,18 +5,10 @@
  * (and pod, container, endpoint, job, instance), so a target's pods are selected by
  * `{namespace, target}` and summed before the quantile, exactly as the chart's drift alert does.
  */
+import { STATISTIC_QUANTILES, type LatencyStatistic } from '../../compofa/tables.js';
 import type { ConditionUpdate, PolicyCheck, PolicyResult } from '../runtime/conditions.js';
 import { evaluatePolicies } from '../runtime/conditions.js';
 import { PrometheusError, type PrometheusClient } from './prometheus.js';
-
-/** The DeploymentTarget's `spec.latencyStatistic`. */
-export type LatencyStatistic = 'p95' | 'median';
-
-/** The quantile of each statistic, as histogram_quantile takes it. */
-export const STATISTIC_QUANTILES: Readonly<Record<LatencyStatistic, number>> = {
-  p95: 0.95,
-  median: 0.5,
-};
 
 /** The histogram the serving pods export (serving/metrics.ts). */
 export const INFERENCE_HISTOGRAM = 'compofa_inference_duration_seconds';

@@ -911,7 +911,7 @@ describe('the Helm chart', () => {
     };
     const { check, test } = await promtool([]);
     assert.equal(check.code, 0, output(check));
-    assert.match(check.stdout, /SUCCESS: 6 rules found/);
+    assert.match(check.stdout, /SUCCESS: 8 rules found/);
     assert.equal(test.code, 0, output(test));
     // The unit tests notice when the rules change: a longer stall threshold, a shorter `for`.
     for (const [set, alert] of [

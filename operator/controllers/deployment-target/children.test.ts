@@ -70,7 +70,11 @@ describe('the children of a DeploymentTarget', () => {
 
   it('serves the chosen model on the device nodes with probes and the budget', () => {
     const deployment = servingDeployment(
-      target('edge', { serving: { replicas: 2 }, drift: { tolerance: 0.25 } }),
+      target('edge', {
+        serving: { replicas: 2 },
+        drift: { tolerance: 0.25 },
+        latencyStatistic: 'median',
+      }),
       training,
       { id: 'r28-d2e3-d3e4-d4e6-d2e3-d3e4', supernetGeneration: 2 },
       owner('DeploymentTarget', 'edge'),
@@ -88,6 +92,7 @@ describe('the children of a DeploymentTarget', () => {
     assert.equal(env.COMPOFA_MODEL_DIR, '/artifacts/fmnist/g2/models/r28-d2e3-d3e4-d4e6-d2e3-d3e4');
     assert.equal(env.COMPOFA_LATENCY_BUDGET_MS, '40');
     assert.equal(env.COMPOFA_LATENCY_TOLERANCE, '0.25');
+    assert.equal(env.COMPOFA_LATENCY_STATISTIC, 'median', 'the statistic the budget bounds');
     assert.equal(env.TF_NUM_INTRAOP_THREADS, '2', 'the same threads as its profile');
     assert.equal(container.readinessProbe?.httpGet?.path, '/v2/health/ready');
     assert.equal(container.livenessProbe?.httpGet?.path, '/v2/health/live');

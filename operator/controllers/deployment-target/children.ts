@@ -118,6 +118,7 @@ export function servingDeployment(
       { name: 'COMPOFA_MAX_REQUEST_BATCH', value: String(Math.max(64, spec.batchSize ?? 1)) },
       { name: 'COMPOFA_LATENCY_BUDGET_MS', value: String(spec.latencyBudgetMs) },
       { name: 'COMPOFA_LATENCY_TOLERANCE', value: String(spec.drift?.tolerance ?? 0.1) },
+      { name: 'COMPOFA_LATENCY_STATISTIC', value: spec.latencyStatistic ?? 'p95' },
       ...threadEnv(resources.cpu),
     ],
   });
