@@ -4,7 +4,9 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 
+import type { Condition } from '../api/index.js';
 import { isApplied, patchStatus, serverSideApply, withAppliedHash } from '../runtime/apply.js';
+import { setCondition } from '../runtime/conditions.js';
 import { describeError } from '../runtime/events.js';
 import type { Caches, ControllerContext } from './context.js';
 import type { StoredMeta } from './objects.js';
@@ -19,6 +21,11 @@ export class ChildApplyError extends Error {
     super(`${child.kind ?? 'object'} ${child.metadata?.name ?? ''}: ${describeError(cause)}`, {
       cause,
     });
+  }
+
+  /** What a condition says about it. */
+  get refusal(): string {
+    return `the API server refused ${this.message}`;
   }
 }
 
@@ -111,4 +118,42 @@ export async function writeStatus(
     });
   }
   return wrote;
+}
+
+/** Status with the conditions and phase every custom resource of the operator has. */
+interface PhasedStatus {
+  readonly phase?: string;
+  readonly conditions?: readonly Condition[];
+}
+
+/**
+ * A rejection handler for {@link applyAll}: for a {@link ChildApplyError} it writes `status` with
+ * phase Failed and Ready False, reason ApplyFailed (naming the refused child and quoting the API
+ * server), with a Warning Event, then rejects with the error so that the reconcile is retried
+ * with backoff; a failure to write that status is left to the retry. Other errors pass through.
+ */
+export function reportRefusal(
+  context: ControllerContext,
+  resource: { readonly group: string; readonly version: string; readonly plural: string },
+  current: KubernetesObject & { metadata: StoredMeta; status?: unknown },
+  status: PhasedStatus,
+): (error: unknown) => Promise<never> {
+  return async (error) => {
+    if (!(error instanceof ChildApplyError)) throw error;
+    const message = error.refusal;
+    const conditions = setCondition(
+      status.conditions ?? [],
+      { type: 'Ready', status: 'False', reason: 'ApplyFailed', message },
+      current.metadata.generation,
+      context.now(),
+    );
+    await writeStatus(
+      context,
+      resource,
+      current,
+      { ...status, phase: 'Failed', conditions },
+      { type: 'Warning', reason: 'ApplyFailed', message },
+    ).catch(() => undefined);
+    throw error;
+  };
 }

@@ -268,4 +268,41 @@ describe('the SupernetTraining controller', () => {
     // A new generation trains into its own folder.
     await eventually(() => job('pause-train-g3'), 'a training Job of generation 3');
   });
+  it('says which Job the API server refused, and starts it once allowed', async () => {
+    // No Jobs allowed in the namespace (the harness runs no quota controller: the usage is set).
+    const quota = await core.createNamespacedResourceQuota({
+      namespace: NAMESPACE,
+      body: { metadata: { name: 'no-jobs' }, spec: { hard: { 'count/jobs.batch': '0' } } },
+    });
+    quota.status = { hard: { 'count/jobs.batch': '0' }, used: { 'count/jobs.batch': '0' } };
+    await core.replaceNamespacedResourceQuotaStatus({
+      namespace: NAMESPACE,
+      name: 'no-jobs',
+      body: quota,
+    });
+    try {
+      await create('quota-bound', {
+        artifacts: { claimName: 'artifacts' },
+        nodeSelector: { 'nvidia.com/gpu.present': 'true' },
+      });
+      const refused = await eventually(async () => {
+        const status = await statusOf('quota-bound');
+        const ready = status?.conditions?.find((c) => c.type === 'Ready');
+        return ready?.reason === 'ApplyFailed' && status;
+      }, 'Ready=False ApplyFailed');
+      assert.equal(refused.phase, 'Failed');
+      assert.match(
+        refused.conditions?.find((c) => c.type === 'Ready')?.message ?? '',
+        /^the API server refused Job quota-bound-train-g1: HTTP 403: .*exceeded quota: no-jobs/,
+      );
+    } finally {
+      await core.deleteNamespacedResourceQuota({ namespace: NAMESPACE, name: 'no-jobs' });
+    }
+    // Retried with backoff: the Job is created and the training runs.
+    await eventually(() => job('quota-bound-train-g1'), 'the training Job, created on a retry');
+    await eventually(async () => {
+      const status = await statusOf('quota-bound');
+      return status?.phase !== 'Failed' && status;
+    }, 'a phase other than Failed');
+  });
 });

@@ -78,7 +78,7 @@ export class DeploymentTargetReconciler {
           type,
           status: 'False',
           reason: 'ApplyFailed',
-          message: `the API server refused ${error.message}`,
+          message: error.refusal,
         });
         await conclude('Failed').catch(() => undefined);
         throw error;

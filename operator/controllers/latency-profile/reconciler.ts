@@ -8,7 +8,7 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import { LATENCY_PROFILE } from '../../api/index.js';
 import { controllerReference } from '../../runtime/apply.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
-import { applyAll, controlledBy, deleteChild, writeStatus } from '../common.js';
+import { applyAll, controlledBy, deleteChild, reportRefusal, writeStatus } from '../common.js';
 import type { ControllerContext } from '../context.js';
 import { reporterChildren } from '../pods.js';
 import { stored } from '../objects.js';
@@ -34,7 +34,9 @@ export class LatencyProfileReconciler {
 
     if (!external) {
       const reporter = profileReporter(profile, generation, owner);
-      await applyAll(this.context, reporterChildren(reporter));
+      await applyAll(this.context, reporterChildren(reporter)).catch(
+        reportRefusal(this.context, LATENCY_PROFILE, profile, profile.status ?? {}),
+      );
     }
     const job = caches.jobs.get(namespace, names.job);
     const plan = planProfile({
@@ -49,7 +51,9 @@ export class LatencyProfileReconciler {
       now: this.context.now(),
     });
     if (plan.runJob && !job) {
-      await applyAll(this.context, [profileJob(profile, generation, owner, config)]);
+      await applyAll(this.context, [profileJob(profile, generation, owner, config)]).catch(
+        reportRefusal(this.context, LATENCY_PROFILE, profile, plan.status),
+      );
     }
     const keep = plan.runJob || plan.keepJob ? names.job : undefined;
     for (const other of caches.jobs.list(namespace)) {

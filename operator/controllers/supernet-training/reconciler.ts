@@ -7,8 +7,8 @@
 import type { KubernetesObject, V1Job } from '@kubernetes/client-node';
 
 import { SUPERNET_TRAINING } from '../../api/index.js';
-import { controllerReference, serverSideApply } from '../../runtime/apply.js';
-import { applyAll, controlledBy, deleteChild, writeStatus } from '../common.js';
+import { controllerReference } from '../../runtime/apply.js';
+import { applyAll, controlledBy, deleteChild, reportRefusal, writeStatus } from '../common.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import type { ControllerContext } from '../context.js';
 import { reporterChildren } from '../pods.js';
@@ -32,7 +32,7 @@ export class SupernetTrainingReconciler {
   constructor(private readonly context: ControllerContext) {}
 
   async reconcile(key: string): Promise<ReconcileResult> {
-    const { caches, config, objects } = this.context;
+    const { caches, config } = this.context;
     const cached = caches.trainings.getByKey(key);
     // Deleted: the garbage collector removes what it owned.
     if (!cached) return;
@@ -43,7 +43,9 @@ export class SupernetTrainingReconciler {
     const names = trainingChildNames(training, generation);
 
     const reporter = trainingReporter(training, generation, owner);
-    await applyAll(this.context, reporterChildren(reporter));
+    await applyAll(this.context, reporterChildren(reporter)).catch(
+      reportRefusal(this.context, SUPERNET_TRAINING, training, training.status ?? {}),
+    );
 
     const jobs: Record<TrainingStage, V1Job | undefined> = {
       train: caches.jobs.get(namespace, names.train),
@@ -64,14 +66,12 @@ export class SupernetTrainingReconciler {
       now: this.context.now(),
     });
 
-    for (const stage of plan.jobs) {
-      if (jobs[stage]) continue; // A Job's pod template is immutable: never re-apply a running one.
-      await serverSideApply(
-        objects,
-        trainingJob(training, stage, generation, owner, config),
-        config.fieldManager,
-      );
-    }
+    // A Job's pod template is immutable: never re-apply a running one.
+    const missing = plan.jobs.filter((stage) => !jobs[stage]);
+    await applyAll(
+      this.context,
+      missing.map((stage) => trainingJob(training, stage, generation, owner, config)),
+    ).catch(reportRefusal(this.context, SUPERNET_TRAINING, training, plan.status));
     const kept = new Set([...plan.jobs, ...plan.keep].map((stage) => names[stage]));
     await this.deleteUnwanted(
       training,
