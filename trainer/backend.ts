@@ -80,11 +80,11 @@ const ONEDNN_OFF_BY_DEFAULT: ReadonlySet<TensorFlowPurpose> = new Set(['inferenc
  * inference and profiling and on (TensorFlow's default) for training, evaluation and extraction.
  *
  * Why by purpose: in eager mode every oneDNN convolution and batch norm pays a fixed cost of
- * 0.1-0.2 ms on top of its arithmetic, which dominates at batch 1. Without oneDNN the smallest
- * subnet of the small preset answers in 15 ms instead of 50-85 ms and the largest in 50 ms instead
- * of 100-130 ms, while a training step at batch 32 is 20% faster with it (docs/benchmarks.md,
- * "Serving"). Profiling must measure what serving runs, so both share the default; a table
- * records the setting it was measured with.
+ * 0.1-0.2 ms on top of its arithmetic, which dominates at batch 1: without oneDNN the smallest
+ * subnet of the small preset answers in 15.6 ms instead of 64 ms and the largest in 32.5 ms
+ * instead of 97 ms (`npm run bench:inference`), while a training step at batch 32 is 20% faster
+ * with it (docs/benchmarks.md, "Serving"). Profiling must measure what serving runs, so both share
+ * the default; a table records the setting it was measured with.
  */
 export function oneDnnEnabled(
   purpose: TensorFlowPurpose,
