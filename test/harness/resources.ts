@@ -1,6 +1,7 @@
 /**
  * Reading and writing the operator's resources the way the integration tests play users and pods:
- * the custom-object coordinates of a kind in one namespace, a resource created, a table published into a report
+ * the custom-object coordinates of a kind in one namespace, a resource created, a quota imposed, a
+ * table published into a report
  * ConfigMap (as a trainer pod does), and a DeploymentTarget's status.
  */
 import {
@@ -71,4 +72,30 @@ export async function readTargetStatus(
       name,
     })) as DeploymentTarget
   ).status;
+}
+
+/**
+ * Runs `body` while ResourceQuota `name` caps `namespace` at `hard`, then removes the quota. The
+ * harness runs no quota controller, so the usage it would count (none yet) is published here; the
+ * API server's quota admission then refuses what would exceed `hard`.
+ */
+export async function withResourceQuota(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  hard: Readonly<Record<string, string>>,
+  body: () => Promise<void>,
+): Promise<void> {
+  const quota = await core.createNamespacedResourceQuota({
+    namespace,
+    body: { metadata: { name }, spec: { hard: { ...hard } } },
+  });
+  try {
+    const used = Object.fromEntries(Object.keys(hard).map((resource) => [resource, '0']));
+    quota.status = { hard: { ...hard }, used };
+    await core.replaceNamespacedResourceQuotaStatus({ namespace, name, body: quota });
+    await body();
+  } finally {
+    await core.deleteNamespacedResourceQuota({ namespace, name });
+  }
 }

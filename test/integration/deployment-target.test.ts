@@ -28,6 +28,7 @@ import {
   inNamespace,
   publishData,
   readTargetStatus,
+  withResourceQuota,
   type CustomKind,
   type CustomResource,
 } from '../harness/resources.js';
@@ -281,18 +282,7 @@ describe('the DeploymentTarget controller', () => {
 
   it('says which child the API server refused, keeps its selection, and recovers once allowed', async () => {
     // A quota of no Services in the namespace: the serving Service of a new target is refused.
-    const quota = await core.createNamespacedResourceQuota({
-      namespace: NAMESPACE,
-      body: { metadata: { name: 'no-services' }, spec: { hard: { services: '0' } } },
-    });
-    // The harness runs no quota controller: publish the usage it would have counted.
-    quota.status = { hard: { services: '0' }, used: { services: '0' } };
-    await core.replaceNamespacedResourceQuotaStatus({
-      namespace: NAMESPACE,
-      name: 'no-services',
-      body: quota,
-    });
-    try {
+    await withResourceQuota(core, NAMESPACE, 'no-services', { services: '0' }, async () => {
       // The first test's budget: its subnet is extracted already, so serving comes next.
       await create(DEPLOYMENT_TARGET, 'guarded', {
         supernetRef: { name: 'fmnist' },
@@ -322,9 +312,7 @@ describe('the DeploymentTarget controller', () => {
         (event) => event.regarding?.name === 'guarded' && event.reason === 'ApplyFailed',
       );
       assert.equal(warning?.type, 'Warning');
-    } finally {
-      await core.deleteNamespacedResourceQuota({ namespace: NAMESPACE, name: 'no-services' });
-    }
+    });
     // Retried with backoff: the Service is created and the target goes on to serve.
     await eventually(
       () =>

@@ -36,6 +36,7 @@ import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
 import { finishJob } from '../harness/pods.js';
+import { createResource, withResourceQuota } from '../harness/resources.js';
 import { waitFor } from '../harness/wait.js';
 import { latencyTable } from '../fixtures/tables.js';
 
@@ -79,15 +80,14 @@ describe('the LatencyProfile controller', () => {
     namespace: NAMESPACE,
   };
   const create = (name: string, spec: Record<string, unknown>) =>
-    objects.createNamespacedCustomObject({
-      ...target,
-      body: {
-        apiVersion: LATENCY_PROFILE.apiVersion,
-        kind: LATENCY_PROFILE.kind,
-        metadata: { name },
-        spec,
-      },
-    });
+    createResource(objects, LATENCY_PROFILE, NAMESPACE, name, spec);
+  /** Job `name` of the namespace, or undefined while it does not exist. */
+  const jobNamed = (name: string) =>
+    plane
+      .kubeConfig()
+      .makeApiClient(BatchV1Api)
+      .readNamespacedJob({ namespace: NAMESPACE, name })
+      .catch(() => undefined);
   const statusOf = async (name: string) =>
     ((await objects.getNamespacedCustomObject({ ...target, name })) as LatencyProfile).status;
   const readyWhen = (name: string, reason: string) =>
@@ -106,15 +106,10 @@ describe('the LatencyProfile controller', () => {
       warmupRuns: 2,
       timedRuns: 5,
     });
-    const job = await waitFor(
-      () =>
-        plane
-          .kubeConfig()
-          .makeApiClient(BatchV1Api)
-          .readNamespacedJob({ namespace: NAMESPACE, name: 'arm-b1-profile-g1' })
-          .catch(() => undefined),
-      { description: 'the profiling Job', timeoutMs: 30_000 },
-    );
+    const job = await waitFor(() => jobNamed('arm-b1-profile-g1'), {
+      description: 'the profiling Job',
+      timeoutMs: 30_000,
+    });
     const pod = job.spec?.template.spec;
     assert.deepEqual(pod?.nodeSelector, ARM);
     const container = pod.containers[0];
@@ -237,5 +232,26 @@ describe('the LatencyProfile controller', () => {
     await create('riscv', { device: { nodeSelector: { 'kubernetes.io/arch': 'riscv64' } } });
     const { ready } = await readyWhen('riscv', 'NoMatchingNodes');
     assert.match(ready.message, /didn't match Pod's node affinity\/selector/);
+  });
+  it('says which Job the API server refused, and profiles once allowed', async () => {
+    await withResourceQuota(core, NAMESPACE, 'no-jobs', { 'count/jobs.batch': '0' }, async () => {
+      await create('quota-bound', { device: { nodeSelector: ARM } });
+      const { status, ready } = await readyWhen('quota-bound', 'ApplyFailed');
+      assert.equal(status.phase, 'Failed');
+      assert.match(
+        ready.message,
+        /^the API server refused Job quota-bound-profile-g1: HTTP 403: .*exceeded quota: no-jobs/,
+      );
+    });
+    // Retried with backoff once the quota is gone: the Job is created, the failure forgotten.
+    await waitFor(() => jobNamed('quota-bound-profile-g1'), {
+      description: 'the profiling Job, created on a retry',
+      timeoutMs: 30_000,
+    });
+    await waitFor(async () => (await statusOf('quota-bound'))?.phase !== 'Failed', {
+      description: 'a phase other than Failed',
+      timeoutMs: 30_000,
+      hint: plane.logHint,
+    });
   });
 });

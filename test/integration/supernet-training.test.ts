@@ -24,6 +24,7 @@ import { Logger } from '../../serving/logger.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { installCrds } from '../harness/crds.js';
 import { boundPodOfJob, finishJob } from '../harness/pods.js';
+import { createResource, withResourceQuota } from '../harness/resources.js';
 import { waitFor } from '../harness/wait.js';
 import { accuracyTable } from '../fixtures/tables.js';
 
@@ -81,15 +82,7 @@ describe('the SupernetTraining controller', () => {
     namespace: NAMESPACE,
   };
   const create = (name: string, spec: Record<string, unknown>) =>
-    objects.createNamespacedCustomObject({
-      ...target,
-      body: {
-        apiVersion: SUPERNET_TRAINING.apiVersion,
-        kind: 'SupernetTraining',
-        metadata: { name },
-        spec,
-      },
-    });
+    createResource(objects, SUPERNET_TRAINING, NAMESPACE, name, spec);
   const read = async (name: string) =>
     (await objects.getNamespacedCustomObject({ ...target, name })) as SupernetTraining;
   const statusOf = async (name: string) => (await read(name)).status;
@@ -269,18 +262,8 @@ describe('the SupernetTraining controller', () => {
     await eventually(() => job('pause-train-g3'), 'a training Job of generation 3');
   });
   it('says which Job the API server refused, and starts it once allowed', async () => {
-    // No Jobs allowed in the namespace (the harness runs no quota controller: the usage is set).
-    const quota = await core.createNamespacedResourceQuota({
-      namespace: NAMESPACE,
-      body: { metadata: { name: 'no-jobs' }, spec: { hard: { 'count/jobs.batch': '0' } } },
-    });
-    quota.status = { hard: { 'count/jobs.batch': '0' }, used: { 'count/jobs.batch': '0' } };
-    await core.replaceNamespacedResourceQuotaStatus({
-      namespace: NAMESPACE,
-      name: 'no-jobs',
-      body: quota,
-    });
-    try {
+    // No Jobs allowed in the namespace: the training Job is refused.
+    await withResourceQuota(core, NAMESPACE, 'no-jobs', { 'count/jobs.batch': '0' }, async () => {
       await create('quota-bound', {
         artifacts: { claimName: 'artifacts' },
         nodeSelector: { 'nvidia.com/gpu.present': 'true' },
@@ -295,9 +278,7 @@ describe('the SupernetTraining controller', () => {
         refused.conditions?.find((c) => c.type === 'Ready')?.message ?? '',
         /^the API server refused Job quota-bound-train-g1: HTTP 403: .*exceeded quota: no-jobs/,
       );
-    } finally {
-      await core.deleteNamespacedResourceQuota({ namespace: NAMESPACE, name: 'no-jobs' });
-    }
+    });
     // Retried with backoff: the Job is created and the training runs.
     await eventually(() => job('quota-bound-train-g1'), 'the training Job, created on a retry');
     await eventually(async () => {
