@@ -29,8 +29,6 @@ import { machine, renderTable } from './report.js';
 const PRESETS = { small: SMALL_ARCHITECTURE, imagenet: IMAGENET_ARCHITECTURE } as const;
 const SUBNETS: readonly ServedSubnet[] = ['smallest', 'largest'];
 const BATCHES = [1, 16] as const;
-/** Set in the child processes, which measure and print one JSON line. */
-const CHILD_FLAG = '--measure';
 
 interface Measurement {
   readonly preset: keyof typeof PRESETS;
@@ -88,7 +86,8 @@ function measureInChild(enabled: boolean, runs: number): Promise<Measurement[]> 
   const script = fileURLToPath(import.meta.url);
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', script, CHILD_FLAG, '--runs', String(runs)],
+    // --measure: the child measures and prints one JSON line.
+    ['--import', 'tsx', script, '--measure', '--runs', String(runs)],
     {
       env: { ...process.env, TF_ENABLE_ONEDNN_OPTS: enabled ? '1' : '0' },
       stdio: ['ignore', 'pipe', 'inherit'],

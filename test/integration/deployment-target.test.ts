@@ -55,6 +55,14 @@ describe('the DeploymentTarget controller', () => {
     createResource(objects, kind, NAMESPACE, name, spec);
   const publish = (name: string, key: string, text: string) =>
     publishData(core, NAMESPACE, name, key, text);
+  /** The Event the operator recorded about target `name` with `reason`, if any. */
+  const eventAbout = async (name: string, reason: string) =>
+    (
+      await plane
+        .kubeConfig()
+        .makeApiClient(EventsV1Api)
+        .listNamespacedEvent({ namespace: NAMESPACE })
+    ).items.find((event) => event.regarding?.name === name && event.reason === reason);
   const targetStatus = (name: string) =>
     readTargetStatus(objects, DEPLOYMENT_TARGET, NAMESPACE, name);
 
@@ -262,14 +270,7 @@ describe('the DeploymentTarget controller', () => {
     const ready = degraded.conditions?.find((c) => c.type === 'Ready');
     assert.equal(ready?.reason, 'RolledBack');
     assert.match(ready.message, new RegExp(`rolled back to ${served.id}`));
-    const events = await plane
-      .kubeConfig()
-      .makeApiClient(EventsV1Api)
-      .listNamespacedEvent({ namespace: NAMESPACE });
-    const rolledBack = events.items.find(
-      (event) => event.regarding?.name === 'edge' && event.reason === 'RolledBack',
-    );
-    assert.equal(rolledBack?.type, 'Warning');
+    assert.equal((await eventAbout('edge', 'RolledBack'))?.type, 'Warning');
     // The old pod kept serving throughout (maxUnavailable 0), and the Deployment settles on it.
     await eventually(async () => {
       const deployment = await apps.readNamespacedDeployment({
@@ -304,14 +305,7 @@ describe('the DeploymentTarget controller', () => {
         /^the API server refused Service guarded: HTTP 403: .*quota/,
         'names the child and the reason of the API server',
       );
-      const events = await plane
-        .kubeConfig()
-        .makeApiClient(EventsV1Api)
-        .listNamespacedEvent({ namespace: NAMESPACE });
-      const warning = events.items.find(
-        (event) => event.regarding?.name === 'guarded' && event.reason === 'ApplyFailed',
-      );
-      assert.equal(warning?.type, 'Warning');
+      assert.equal((await eventAbout('guarded', 'ApplyFailed'))?.type, 'Warning');
     });
     // Retried with backoff: the Service is created and the target goes on to serve.
     await eventually(
