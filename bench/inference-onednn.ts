@@ -3,7 +3,10 @@
  * measurement behind `loadTensorFlow`'s default (off for inference and profiling, on for
  * training; trainer/backend.ts).
  *
- *   npm run bench:inference -- [--runs 30]
+ *   npm run bench:onednn -- [--runs 30]
+ *
+ * (The engines side by side, tfjs against ONNX Runtime and Python's floor: `npm run
+ * bench:inference`, bench/inference.ts.)
  *
  * TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it loads, so each setting runs in its own
  * child process, one after the other. Each measures the smallest and the largest subnet of the
@@ -56,7 +59,12 @@ async function measure(runs: number): Promise<Measurement[]> {
       for (const subnet of SUBNETS) {
         const modelDir = join(dir, `${preset}-${subnet}`);
         await writeServedModel(tf, modelDir, subnet, space);
-        const model = await ServedModel.load(tf, modelDir, Math.max(...BATCHES));
+        const model = await ServedModel.load({
+          engine: 'tfjs',
+          modelDir,
+          maxBatchSize: Math.max(...BATCHES),
+          tf,
+        });
         try {
           for (const batch of BATCHES) {
             const images = new Float32Array(model.rowSize * batch).map((_, i) => (i % 97) / 97);
@@ -71,7 +79,7 @@ async function measure(runs: number): Promise<Measurement[]> {
             results.push({ preset, subnet, batch, medianMs: median(times) });
           }
         } finally {
-          model.dispose();
+          await model.dispose();
         }
       }
     }

@@ -34,6 +34,7 @@ import { SMALL_ARCHITECTURE } from '../compofa/architecture.js';
 import { CompoundSpace } from '../compofa/design-space.js';
 import { Random } from '../compofa/random.js';
 import { ServedModel } from '../serving/model.js';
+import { DEFAULT_ENGINE } from '../compofa/engines.js';
 import { writeServedModel, type ServedSubnet } from '../test/fixtures/served-model.js';
 import { loadTensorFlow } from '../trainer/backend.js';
 
@@ -294,7 +295,12 @@ async function benchmarkModel(
   const { tf } = await loadTensorFlow({ purpose: 'inference' });
   const modelDir = join(dir, which);
   const subnet = await writeServedModel(tf, modelDir, which, new CompoundSpace(SMALL_ARCHITECTURE));
-  const model = await ServedModel.load(tf, modelDir, 1);
+  // The engine the server child runs by default.
+  const model = await ServedModel.load({
+    engine: DEFAULT_ENGINE,
+    modelDir,
+    maxBatchSize: 1,
+  });
   await model.warmUp([1]);
   const random = new Random(7);
   const image = Float32Array.from({ length: model.rowSize }, () => random.next());
@@ -340,7 +346,7 @@ async function benchmarkModel(
       await stopServer(batched.child);
     }
   }
-  model.dispose();
+  await model.dispose();
   return result;
 }
 

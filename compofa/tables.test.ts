@@ -10,6 +10,7 @@ import {
   joinTables,
   parseAccuracyTable,
   parseLatencyTable,
+  tableEngine,
   readAccuracyTable,
   readLatencyTable,
   TABLE_API_VERSION,
@@ -174,6 +175,28 @@ describe('accuracy and latency tables', () => {
           'lat.json',
         ),
       /device\.oneDnn must be true or false, got "off"/,
+    );
+  });
+
+  it('record the engine and its version, and read tables written before engines were', () => {
+    const measured = edited(latencyTable, (t) => {
+      t.device.engine = 'onnxruntime';
+      t.device.engineVersion = '1.30.0';
+    });
+    const table = parseLatencyTable(measured, 'lat.json', space);
+    assert.deepEqual(tableEngine(table), { name: 'onnxruntime', version: '1.30.0' });
+    // Tables from before were all measured with tfjs, on TensorFlow's version.
+    assert.deepEqual(tableEngine(parseLatencyTable(latencyTable, 'lat.json', space)), {
+      name: 'tfjs',
+      version: '2.21.0',
+    });
+    assert.throws(
+      () =>
+        parseLatencyTable(
+          edited(latencyTable, (t) => (t.device.engine = 'tensorrt')),
+          'lat.json',
+        ),
+      /lat\.json: device\.engine must be one of/,
     );
   });
 

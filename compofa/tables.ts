@@ -9,6 +9,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 
 import { architectureKey } from './architecture.js';
 import { SubnetSpecError, type DesignSpace, type DesignSpaceKind } from './design-space.js';
+import { ENGINES, type EngineFacts, type EngineName } from './engines.js';
 import type { SubnetMeasurement } from './selection.js';
 
 /** The API version of both table formats. */
@@ -66,6 +67,12 @@ export interface LatencyDevice {
    * table to describe it. Absent in tables written before it was recorded.
    */
   readonly oneDnn?: boolean;
+  /**
+   * The engine that ran the model (compofa/engines.ts) and its version. Absent in tables written
+   * before engines were recorded, all of which were measured with tfjs.
+   */
+  readonly engine?: EngineName;
+  readonly engineVersion?: string;
 }
 
 /** Latency of subnets on one device class at one batch size. */
@@ -261,6 +268,17 @@ export function parseAccuracyTable(
   };
 }
 
+/**
+ * The engine a latency table was measured with: tfjs with TensorFlow's version for tables
+ * written before engines were recorded.
+ */
+export function tableEngine(table: LatencyTable): EngineFacts {
+  const { engine, engineVersion, tensorflowVersion } = table.device;
+  return engine === undefined
+    ? { name: 'tfjs', version: tensorflowVersion ?? 'unknown' }
+    : { name: engine, version: engineVersion ?? 'unknown' };
+}
+
 /** Validates `json` as a latency table; see {@link parseAccuracyTable}. */
 export function parseLatencyTable(
   json: unknown,
@@ -277,6 +295,7 @@ export function parseLatencyTable(
   };
   const labels = device.optional('labels')?.stringMap();
   const oneDnn = device.optional('oneDnn')?.boolean();
+  const engine = device.optional('engine')?.oneOf(ENGINES);
   return {
     apiVersion: TABLE_API_VERSION,
     kind: 'LatencyTable',
@@ -291,6 +310,8 @@ export function parseLatencyTable(
       backend: device.field('backend').string(),
       ...optionalString('tensorflowVersion'),
       ...(oneDnn === undefined ? {} : { oneDnn }),
+      ...(engine === undefined ? {} : { engine }),
+      ...optionalString('engineVersion'),
     },
     batchSize: root.field('batchSize').number(1, Infinity, { integer: true }),
     method: root.field('method').oneOf(['exhaustive', 'lookup-table']),

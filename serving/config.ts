@@ -6,11 +6,14 @@
 import { parseArgs } from 'node:util';
 
 import { STATISTIC_QUANTILES, type LatencyStatistic } from '../compofa/tables.js';
+import { DEFAULT_ENGINE, ENGINES, type EngineName } from '../compofa/engines.js';
 
 /** Validated settings of one server process. */
 export interface ServingConfig {
-  /** Folder with the extracted model (model.json + weight files). */
+  /** Folder with the extracted model (model.onnx, model.json + weight files). */
   readonly modelDir: string;
+  /** What runs the model: ONNX Runtime on model.onnx, or TensorFlow.js on model.json. */
+  readonly engine: EngineName;
   /** Name under which the model is served (`/v2/models/{name}`). */
   readonly modelName: string;
   readonly modelVersion: string;
@@ -37,8 +40,9 @@ export interface ServingConfig {
   readonly drainTimeoutMs: number;
   readonly logLevel: LogLevel;
   /**
-   * TensorFlow's thread pools, set before it loads; undefined keeps its default (every core the
-   * process sees, which in a container is often more than its CPU limit).
+   * The engine's intra- and inter-op threads (TensorFlow's set before it loads); undefined keeps
+   * the engine's default (every core the process sees, which in a container is often more than
+   * its CPU limit).
    */
   readonly threads: number | undefined;
 }
@@ -60,7 +64,15 @@ interface Setting {
 
 /** Every setting once: its flag, variable, default and help (the usage text is built from it). */
 const SETTINGS = {
-  'model-dir': { env: 'COMPOFA_MODEL_DIR', help: 'folder with model.json (required)' },
+  'model-dir': {
+    env: 'COMPOFA_MODEL_DIR',
+    help: 'folder of compofa extract: model.onnx, model.json (required)',
+  },
+  engine: {
+    env: 'COMPOFA_ENGINE',
+    default: DEFAULT_ENGINE,
+    help: `${ENGINES.join(' | ')}: ONNX Runtime on model.onnx or TensorFlow.js on model.json`,
+  },
   'model-name': { env: 'COMPOFA_MODEL_NAME', default: 'compofa', help: 'name in the API paths' },
   'model-version': { env: 'COMPOFA_MODEL_VERSION', default: '1', help: 'served version' },
   host: { env: 'COMPOFA_HOST', default: '0.0.0.0', help: 'address to listen on' },
@@ -117,7 +129,7 @@ const SETTINGS = {
   },
   threads: {
     env: 'COMPOFA_THREADS',
-    help: "TensorFlow's intra- and inter-op threads (unset: TensorFlow's default, every core)",
+    help: "the engine's intra- and inter-op threads (unset: the engine's default, every core)",
   },
   'log-level': { env: 'COMPOFA_LOG_LEVEL', default: 'info', help: LOG_LEVELS.join(' | ') },
 } as const satisfies Record<string, Setting>;
@@ -222,9 +234,16 @@ export function parseConfig(
       `${where('latency-statistic')} must be one of ${Object.keys(STATISTIC_QUANTILES).join(', ')}, got '${latencyStatistic}'`,
     );
   }
+  const engine = text('engine') as EngineName;
+  if (!ENGINES.includes(engine)) {
+    throw new ConfigError(
+      `${where('engine')} must be one of ${ENGINES.join(', ')}, got '${engine}'`,
+    );
+  }
   const maxRequestBatch = integer('max-request-batch', 1, 4096);
   return {
     modelDir,
+    engine,
     modelName,
     modelVersion,
     host: text('host'),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -54,12 +54,36 @@ describe('the compofa-serve process', () => {
     );
   });
 
-  it('exits 1 naming the file when the model folder has no model', async () => {
-    const result = await serve(['--model-dir', dir, '--port', '0']);
+  it('exits 1 naming the file when the model folder has no model, for each engine', async () => {
+    for (const [engine, file] of [
+      ['onnxruntime', 'model\\.onnx'],
+      ['tfjs', 'model\\.json'],
+    ] as const) {
+      const result = await serve(['--model-dir', dir, '--port', '0', '--engine', engine]);
+      assert.equal(result.code, 1, engine);
+      assert.match(
+        result.stderr,
+        new RegExp(`${file}: no such file; expected the model folder of compofa extract`),
+      );
+    }
+  });
+
+  it('exits 1 naming model.onnx when it is corrupt', async () => {
+    const corrupt = join(dir, 'corrupt');
+    await mkdir(corrupt, { recursive: true });
+    const bytes = await readFile(join(modelDir, 'model.onnx'));
+    await writeFile(join(corrupt, 'model.onnx'), bytes.subarray(0, bytes.length >> 1));
+    const result = await serve(['--model-dir', corrupt, '--port', '0']);
     assert.equal(result.code, 1);
+    assert.match(result.stderr, /corrupt\/model\.onnx: not (a loadable )?an? ONNX model: /);
+  });
+
+  it('exits 2 naming --engine when the engine is unknown', async () => {
+    const result = await serve(['--model-dir', modelDir, '--engine', 'tensorrt']);
+    assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /model\.json: no such file; expected the model folder of compofa extract/,
+      /--engine \(COMPOFA_ENGINE\) must be one of onnxruntime, tfjs, got 'tensorrt'/,
     );
   });
 

@@ -4,7 +4,7 @@
  * (`--help` lists them); it exits 2 on a bad setting, 1 when the model cannot be loaded, and 0
  * after a SIGTERM or SIGINT once in-flight requests have drained.
  */
-import { loadTensorFlow } from '../trainer/backend.js';
+import { loadTensorFlow, setTensorFlowThreads, type TensorFlow } from '../trainer/backend.js';
 import { ConfigError, parseConfig, usage } from './config.js';
 import { Logger } from './logger.js';
 import { startServing } from './serve.js';
@@ -23,17 +23,17 @@ async function main(args: readonly string[]): Promise<number | undefined> {
     return 2;
   }
   const logger = new Logger(config.logLevel);
-  if (config.threads !== undefined) {
-    // Read by TensorFlow when it creates its thread pools, so before it loads.
-    process.env.TF_NUM_INTRAOP_THREADS = String(config.threads);
-    process.env.TF_NUM_INTEROP_THREADS = String(config.threads);
+  // ONNX Runtime needs no TensorFlow: loading it would cost start-up time and memory.
+  let tf: TensorFlow | undefined;
+  if (config.engine === 'tfjs') {
+    if (config.threads !== undefined) setTensorFlowThreads(config.threads);
+    ({ tf } = await loadTensorFlow({
+      purpose: 'inference',
+      log: ({ msg, level, ...fields }) => {
+        logger.log(level === 'warn' ? 'warn' : 'info', String(msg), fields);
+      },
+    }));
   }
-  const { tf } = await loadTensorFlow({
-    purpose: 'inference',
-    log: ({ msg, level, ...fields }) => {
-      logger.log(level === 'warn' ? 'warn' : 'info', String(msg), fields);
-    },
-  });
   const running = await startServing(config, tf, logger);
   const stop = (signal: NodeJS.Signals): void => {
     logger.info('shutdown requested', { signal });

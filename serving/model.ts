@@ -1,16 +1,21 @@
 /**
- * The served model: a standard TensorFlow.js LayersModel as `compofa extract` writes it (one NHWC
- * image input in [0, 1], one class-probability output), loaded once, warmed up, and called with
- * flat batches so that no tensor outlives a call.
+ * The served model: a subnet as `compofa extract` writes it (one NHWC image input in [0, 1], one
+ * class-probability output), run by ONNX Runtime from `model.onnx` (the default) or by
+ * TensorFlow.js from `model.json` (`--engine tfjs`), loaded once, checked against what it says
+ * about itself, warmed up, and called with flat batches.
  */
-import { access } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import type * as tfjs from '@tensorflow/tfjs';
 
 import type { TensorFlow } from '../trainer/backend.js';
-import type { SubnetModelMetadata } from '../trainer/extract.js';
+import type { EngineFacts, EngineName } from '../compofa/engines.js';
+import { OnnxModel, TfjsModel, tfjsEngineFacts, type CompiledModel } from '../trainer/engine.js';
+import { MODEL_FILES, type SubnetModelMetadata } from '../trainer/extract.js';
+import { ONNX_METADATA_KEY } from '../trainer/onnx/export.js';
+import { readOnnxMetadata } from '../trainer/onnx/metadata.js';
 import type { ModelSignature } from './protocol.js';
 
 /** Thrown when the model folder cannot be served; the message names the file and why. */
@@ -24,48 +29,51 @@ export interface ModelDescription {
   readonly subnet: string | undefined;
   readonly designSpace: string | undefined;
   readonly architectureKey: string | undefined;
+  /** The engine running it and that engine's version. */
+  readonly engine: EngineFacts;
+}
+
+/** The v2 protocol's `platform` of each engine (Triton's names where it has one). */
+const PLATFORMS: Readonly<Record<EngineName, string>> = {
+  onnxruntime: 'onnxruntime_onnx',
+  tfjs: 'tensorflowjs_layers',
+};
+
+/** Options of {@link ServedModel.load}. */
+export interface ModelLoadOptions {
+  readonly engine: EngineName;
+  readonly modelDir: string;
+  /** Largest batch of one request. */
+  readonly maxBatchSize: number;
+  /** The engine's threads; undefined keeps its default. */
+  readonly threads?: number;
+  /** TensorFlow.js, needed by the tfjs engine only. */
+  readonly tf?: TensorFlow;
 }
 
 /** A loaded, warmed-up image classifier. */
 export class ServedModel {
   private constructor(
-    private readonly tf: TensorFlow,
-    private readonly model: tfjs.LayersModel,
+    private readonly compiled: CompiledModel,
     /** Shapes and names of the input and output, with the request batch limit. */
     readonly signature: ModelSignature,
     readonly description: ModelDescription,
   ) {}
 
   /**
-   * Loads `modelDir/model.json` and checks that it is a single-input image classifier: input
-   * `[null, R, R, C]`, output `[null, classes]`.
+   * Loads the model folder with `options.engine` and checks that it is a single-input image
+   * classifier (input `[batch, R, R, C]`, output `[batch, classes]`) that agrees with its
+   * CompOFA metadata.
    */
-  static async load(tf: TensorFlow, modelDir: string, maxBatchSize: number): Promise<ServedModel> {
-    const path = resolve(join(modelDir, 'model.json'));
-    try {
-      await access(path);
-    } catch {
-      throw new ModelLoadError(
-        `${path}: no such file; expected the model folder of compofa extract`,
-      );
-    }
-    let model: tfjs.LayersModel;
-    try {
-      model = await tf.loadLayersModel(pathToFileURL(path).href);
-    } catch (error) {
-      throw new ModelLoadError(
-        `${path}: not a loadable TensorFlow.js LayersModel: ${String(error)}`,
-      );
-    }
-    const signature = signatureOf(model, path, maxBatchSize);
-    const metadata = (
-      model.getUserDefinedMetadata() as { compofa?: SubnetModelMetadata } | undefined
-    )?.compofa;
-    return new ServedModel(tf, model, signature, {
-      subnet: metadata?.subnet,
-      designSpace: metadata?.designSpace,
-      architectureKey: metadata?.architectureKey,
-    });
+  static async load(options: ModelLoadOptions): Promise<ServedModel> {
+    if (options.engine === 'onnxruntime') return loadOnnx(options);
+    if (!options.tf) throw new ModelLoadError('the tfjs engine needs TensorFlow.js loaded');
+    return loadTfjs(options.tf, options);
+  }
+
+  /** The v2 protocol's platform name of the engine serving this model. */
+  get platform(): string {
+    return PLATFORMS[this.description.engine.name];
   }
 
   /** Elements of one input row (R * R * C). */
@@ -75,19 +83,8 @@ export class ServedModel {
   }
 
   /** Class probabilities of `batch` images given row-major in `images`. */
-  async predict(images: Float32Array, batch: number): Promise<Float32Array> {
-    const { resolution, channels } = this.signature;
-    const output = this.tf.tidy(
-      () =>
-        this.model.predict(
-          this.tf.tensor4d(images, [batch, resolution, resolution, channels]),
-        ) as tfjs.Tensor,
-    );
-    try {
-      return (await output.data()) as Float32Array;
-    } finally {
-      output.dispose();
-    }
+  predict(images: Float32Array, batch: number): Promise<Float32Array> {
+    return this.compiled.run(images, batch);
   }
 
   /** Runs the model once per batch size so the first real requests pay no set-up cost. */
@@ -97,32 +94,151 @@ export class ServedModel {
     }
   }
 
-  dispose(): void {
-    this.model.dispose();
+  dispose(): Promise<void> {
+    return this.compiled.dispose();
+  }
+
+  /** Wraps a compiled model once its signature has been checked. */
+  static from(
+    compiled: CompiledModel,
+    signature: ModelSignature,
+    metadata: SubnetModelMetadata | undefined,
+  ): ServedModel {
+    return new ServedModel(compiled, signature, {
+      subnet: metadata?.subnet,
+      designSpace: metadata?.designSpace,
+      architectureKey: metadata?.architectureKey,
+      engine: compiled.engine,
+    });
   }
 }
 
-function signatureOf(model: tfjs.LayersModel, path: string, maxBatchSize: number): ModelSignature {
-  const [input, ...moreInputs] = model.inputs;
-  const [output, ...moreOutputs] = model.outputs;
-  const inputName = model.inputNames[0];
-  const outputName = model.outputNames[0];
-  if (!input || !output || !inputName || !outputName || moreInputs.length || moreOutputs.length) {
+async function readModelFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
     throw new ModelLoadError(
-      `${path}: expected one input and one output, got ${model.inputs.length} and ${model.outputs.length}`,
+      code === 'ENOENT'
+        ? `${path}: no such file; expected the model folder of compofa extract`
+        : `${path}: cannot be read: ${(error as Error).message}`,
     );
   }
+}
+
+async function loadOnnx(options: ModelLoadOptions): Promise<ServedModel> {
+  const path = resolve(join(options.modelDir, MODEL_FILES.onnx));
+  const bytes = await readModelFile(path);
+  let metadata: SubnetModelMetadata | undefined;
+  try {
+    const text = readOnnxMetadata(bytes).get(ONNX_METADATA_KEY);
+    metadata = text === undefined ? undefined : (JSON.parse(text) as SubnetModelMetadata);
+  } catch (error) {
+    throw new ModelLoadError(`${path}: not an ONNX model: ${(error as Error).message}`);
+  }
+  let session: OnnxModel;
+  try {
+    session = await OnnxModel.create(bytes, { threads: options.threads });
+  } catch (error) {
+    throw new ModelLoadError(`${path}: not a loadable ONNX model: ${(error as Error).message}`);
+  }
+  try {
+    const { input, output, inputs, outputs } = session.signature;
+    if (inputs !== 1 || outputs !== 1) {
+      throw new ModelLoadError(
+        `${path}: expected one input and one output, got ${inputs} and ${outputs}`,
+      );
+    }
+    const signature = checkSignature(path, input, output, metadata, options.maxBatchSize);
+    return ServedModel.from(session, signature, metadata);
+  } catch (error) {
+    await session.dispose();
+    throw error;
+  }
+}
+
+async function loadTfjs(tf: TensorFlow, options: ModelLoadOptions): Promise<ServedModel> {
+  const path = resolve(join(options.modelDir, MODEL_FILES.layers));
+  await readModelFile(path);
+  let model: tfjs.LayersModel;
+  try {
+    model = await tf.loadLayersModel(pathToFileURL(path).href);
+  } catch (error) {
+    throw new ModelLoadError(`${path}: not a loadable TensorFlow.js LayersModel: ${String(error)}`);
+  }
+  const metadata = (model.getUserDefinedMetadata() as { compofa?: SubnetModelMetadata } | undefined)
+    ?.compofa;
+  try {
+    if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+      throw new ModelLoadError(
+        `${path}: expected one input and one output, got ${model.inputs.length} and ${model.outputs.length}`,
+      );
+    }
+    const signature = checkSignature(
+      path,
+      { name: model.inputNames[0] ?? '', shape: model.inputs[0]?.shape ?? [] },
+      { name: model.outputNames[0] ?? '', shape: model.outputs[0]?.shape ?? [] },
+      metadata,
+      options.maxBatchSize,
+    );
+    const { resolution, channels } = signature;
+    return ServedModel.from(
+      new TfjsModel(tf, model, tfjsEngineFacts(tf), [resolution, resolution, channels]),
+      signature,
+      metadata,
+    );
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
+
+type Dimension = number | string | null;
+
+/**
+ * The served signature of an input `[batch, R, R, C]` and output `[batch, classes]`, refused when
+ * the shapes are not an image classifier's or disagree with the model's CompOFA metadata.
+ */
+function checkSignature(
+  path: string,
+  input: { readonly name: string; readonly shape: readonly Dimension[] },
+  output: { readonly name: string; readonly shape: readonly Dimension[] },
+  metadata: SubnetModelMetadata | undefined,
+  maxBatchSize: number,
+): ModelSignature {
   const [, height, width, channels] = input.shape;
-  if (input.shape.length !== 4 || !height || height !== width || !channels) {
+  if (
+    input.shape.length !== 4 ||
+    typeof height !== 'number' ||
+    height !== width ||
+    typeof channels !== 'number'
+  ) {
     throw new ModelLoadError(
-      `${path}: input '${inputName}' must be square NHWC images [null, R, R, C], got ${JSON.stringify(input.shape)}`,
+      `${path}: input '${input.name}' must be square NHWC images [batch, R, R, C], got ${JSON.stringify(input.shape)}`,
     );
   }
   const [, numClasses] = output.shape;
-  if (output.shape.length !== 2 || !numClasses) {
+  if (output.shape.length !== 2 || typeof numClasses !== 'number') {
     throw new ModelLoadError(
-      `${path}: output '${outputName}' must be [null, classes], got ${JSON.stringify(output.shape)}`,
+      `${path}: output '${output.name}' must be [batch, classes], got ${JSON.stringify(output.shape)}`,
     );
   }
-  return { inputName, outputName, resolution: height, channels, numClasses, maxBatchSize };
+  if (
+    metadata &&
+    (metadata.resolution !== height ||
+      metadata.inputChannels !== channels ||
+      metadata.numClasses !== numClasses)
+  ) {
+    throw new ModelLoadError(
+      `${path}: input ${JSON.stringify(input.shape)} and output ${JSON.stringify(output.shape)} disagree with the model's metadata (resolution ${metadata.resolution}, ${metadata.inputChannels} channels, ${metadata.numClasses} classes)`,
+    );
+  }
+  return {
+    inputName: input.name,
+    outputName: output.name,
+    resolution: height,
+    channels,
+    numClasses,
+    maxBatchSize,
+  };
 }

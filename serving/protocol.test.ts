@@ -6,10 +6,12 @@ import {
   type ImageBatch,
   type ModelSignature,
   describeValue,
+  encodeInferResponse,
   inferResponse,
   modelMetadata,
   parseInferRequest,
   parsePredictRequest,
+  parseRawInferRequest,
   predictResponse,
   rowSize,
   splitRows,
@@ -70,6 +72,30 @@ function withInput(fields: Record<string, unknown>, count = 1): Record<string, a
   const body = inferBody(count);
   body.inputs[0] = { ...body.inputs[0], ...fields };
   return body;
+}
+
+/** `values` as little-endian FP32 bytes, starting `offset` bytes into their buffer. */
+function fp32Bytes(values: readonly number[], offset = 0): Uint8Array {
+  const bytes = new Uint8Array(offset + values.length * 4).subarray(offset);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  values.forEach((value, i) => {
+    view.setFloat32(i * 4, value, true);
+  });
+  return bytes;
+}
+
+/** A v2 request for SMALL with `count` images sent as `size` bytes of binary data. */
+function binaryBody(count: number, datatype: string, size: unknown): Record<string, any> {
+  return {
+    inputs: [
+      {
+        name: 'image',
+        shape: [count, 2, 2, 3],
+        datatype,
+        parameters: { binary_data_size: size },
+      },
+    ],
+  };
 }
 
 function assertHttpError(
@@ -134,6 +160,7 @@ describe('parseInferRequest', () => {
     const parsed = parseInferRequest(body, SMALL);
     assert.equal(parsed.id, 'req-7');
     assert.deepEqual(parsed.requestedOutputs, ['probabilities']);
+    assert.equal(parsed.binaryOutput, false);
     assert.deepEqual(parseInferRequest({ ...inferBody(), outputs: [] }, SMALL).requestedOutputs, [
       'probabilities',
     ]);
@@ -184,10 +211,10 @@ describe('parseInferRequest', () => {
     ['null id', { ...inferBody(), id: null }, 'id', 'got null'],
     ['array parameters', { ...inferBody(), parameters: [] }, 'parameters', 'an empty array'],
     [
-      'binary output',
-      { ...inferBody(), parameters: { binary_data_output: true } },
+      'a string binary_data_output',
+      { ...inferBody(), parameters: { binary_data_output: 'true' } },
       'parameters.binary_data_output',
-      'not supported',
+      'expected true or false, got "true"',
     ],
     ['no inputs', {}, 'inputs', 'got nothing'],
     ['inputs an object', { inputs: {} }, 'inputs', 'got an object'],
@@ -243,10 +270,19 @@ describe('parseInferRequest', () => {
       'expected a JSON object',
     ],
     [
-      'binary input',
-      withInput({ parameters: { binary_data_size: 48 } }),
+      'binary input without binary data',
+      withInput({ data: undefined, parameters: { binary_data_size: 48 } }),
       'inputs[0].parameters.binary_data_size',
-      'not supported',
+      'needs the Inference-Header-Content-Length header',
+    ],
+    [
+      'shared-memory input',
+      withInput({
+        data: undefined,
+        parameters: { shared_memory_region: 'r', shared_memory_byte_size: 48 },
+      }),
+      'inputs[0].parameters.shared_memory_region',
+      'shared memory is not supported',
     ],
     ['missing data', withInput({ data: undefined }), 'inputs[0].data', 'got nothing'],
     ['data an object', withInput({ data: { 0: 1 } }), 'inputs[0].data', 'got an object'],
@@ -397,11 +433,227 @@ describe('parseInferRequest', () => {
       'outputs[0].parameters.classification',
       'not supported',
     ],
+    [
+      'a numeric binary_data',
+      { ...inferBody(), outputs: [{ name: 'probabilities', parameters: { binary_data: 1 } }] },
+      'outputs[0].parameters.binary_data',
+      'expected true or false, got 1',
+    ],
+    [
+      'a shared-memory output',
+      {
+        ...inferBody(),
+        outputs: [{ name: 'probabilities', parameters: { shared_memory_region: 'r' } }],
+      },
+      'outputs[0].parameters.shared_memory_region',
+      'shared memory is not supported',
+    ],
+    [
+      'the output twice',
+      { ...inferBody(), outputs: [{ name: 'probabilities' }, { name: 'probabilities' }] },
+      'outputs[1].name',
+      '"probabilities" is already requested by outputs[0]',
+    ],
   ];
 
   for (const [name, body, path, fragment] of cases) {
     it(`rejects ${name} naming ${path}`, () => {
       assertHttpError(() => parseInferRequest(body, SMALL), 400, path, fragment);
+    });
+  }
+});
+
+describe('parseInferRequest with binary tensor data', () => {
+  const flat = flatImages(2);
+
+  it('reads FP32 binary data into the JSON values, in place when 4-aligned', () => {
+    const json = parseInferRequest(withInput({ data: flat, shape: [2, 2, 2, 3] }), SMALL);
+    const bytes = fp32Bytes(flat);
+    const aligned = parseInferRequest(binaryBody(2, 'FP32', 96), SMALL, bytes);
+    assert.equal(aligned.batch.batch, 2);
+    assert.deepEqual(aligned.batch.data, json.batch.data);
+    assert.equal(aligned.batch.data.buffer, bytes.buffer, 'a view, not a copy');
+    assert.equal(aligned.batch.data.byteOffset, bytes.byteOffset);
+
+    for (const offset of [1, 2, 3, 5]) {
+      const unaligned = fp32Bytes(flat, offset);
+      const copied = parseInferRequest(binaryBody(2, 'FP32', 96), SMALL, unaligned);
+      assert.deepEqual(copied.batch.data, json.batch.data, `offset ${offset}`);
+      assert.notEqual(copied.batch.data.buffer, unaligned.buffer);
+    }
+  });
+
+  it('reads UINT8 binary data scaled by 1/255 like JSON UINT8', () => {
+    const pixels = [0, 255, 51, 102, 1, 254, 0, 7, 9, 200, 13, 128];
+    const json = parseInferRequest(withInput({ datatype: 'UINT8', data: pixels }), SMALL);
+    for (const offset of [0, 1]) {
+      const bytes = new Uint8Array(offset + 12).subarray(offset);
+      bytes.set(pixels);
+      const parsed = parseInferRequest(binaryBody(1, 'UINT8', 12), SMALL, bytes);
+      assert.deepEqual(parsed.batch.data, json.batch.data);
+    }
+  });
+
+  it('accepts the header with JSON data and no binary data', () => {
+    const parsed = parseInferRequest(inferBody(), SMALL, new Uint8Array(0));
+    assert.deepEqual(parsed.batch.data, expectedData(1));
+  });
+
+  it('reads a raw binary request as one FP32 image with a binary output', () => {
+    const parsed = parseRawInferRequest(fp32Bytes(flatImages(1), 1), SMALL);
+    assert.equal(parsed.batch.batch, 1);
+    assert.deepEqual(parsed.batch.data, expectedData(1));
+    assert.deepEqual(parsed.requestedOutputs, ['probabilities']);
+    assert.equal(parsed.binaryOutput, true);
+  });
+
+  it("sends the output as binary data when asked, the output's flag winning", () => {
+    const output = (binary?: boolean): unknown[] => [
+      binary === undefined
+        ? { name: 'probabilities' }
+        : { name: 'probabilities', parameters: { binary_data: binary } },
+    ];
+    const cases: [string, unknown, unknown, boolean][] = [
+      ['nothing', undefined, undefined, false],
+      ['binary_data_output', { binary_data_output: true }, undefined, true],
+      ['binary_data_output with an empty list', { binary_data_output: true }, [], true],
+      ['binary_data_output false', { binary_data_output: false }, undefined, false],
+      ['binary_data', undefined, output(true), true],
+      ['binary_data false', undefined, output(false), false],
+      ['binary_data over binary_data_output', { binary_data_output: true }, output(false), false],
+      ['binary_data true over false', { binary_data_output: false }, output(true), true],
+      ['an output without the flag', { binary_data_output: true }, output(), true],
+    ];
+    for (const [what, parameters, outputs, binary] of cases) {
+      const body = { ...inferBody(), parameters, outputs };
+      assert.equal(parseInferRequest(body, SMALL).binaryOutput, binary, what);
+    }
+  });
+
+  it('answers a binary batch over the limit with 413 before reading the data', () => {
+    assertHttpError(
+      () => parseInferRequest(binaryBody(5, 'FP32', 240), SMALL, new Uint8Array(240)),
+      413,
+      'inputs[0].shape[0]',
+      '5 images exceed the limit of 4',
+    );
+  });
+
+  const withNaN = flatImages(1).map((v, i) => (i === 3 ? NaN : v));
+  const withInfinity = flatImages(1).map((v, i) => (i === 7 ? -Infinity : v));
+  const mnistInput = { name: 'image', shape: [1, 28, 28, 1], datatype: 'FP32' };
+  const cases: [string, () => unknown, string, string][] = [
+    [
+      'a size that disagrees with the shape',
+      () =>
+        parseInferRequest(
+          { inputs: [{ ...mnistInput, parameters: { binary_data_size: 100 } }] },
+          MNIST,
+          new Uint8Array(100),
+        ),
+      'inputs[0].parameters.binary_data_size',
+      'expected 3136 bytes for shape [1, 28, 28, 1] FP32, got 100',
+    ],
+    [
+      'an FP32 size for UINT8',
+      () => parseInferRequest(binaryBody(1, 'UINT8', 48), SMALL, new Uint8Array(48)),
+      'inputs[0].parameters.binary_data_size',
+      'expected 12 bytes for shape [1, 2, 2, 3] UINT8, got 48',
+    ],
+    [
+      'a size as a string',
+      () => parseInferRequest(binaryBody(1, 'FP32', '48'), SMALL, new Uint8Array(48)),
+      'inputs[0].parameters.binary_data_size',
+      'expected a byte count (an integer >= 0), got "48"',
+    ],
+    [
+      'a negative size',
+      () => parseInferRequest(binaryBody(1, 'FP32', -48), SMALL, new Uint8Array(48)),
+      'inputs[0].parameters.binary_data_size',
+      'got -48',
+    ],
+    [
+      'a fractional size',
+      () => parseInferRequest(binaryBody(1, 'FP32', 47.5), SMALL, new Uint8Array(48)),
+      'inputs[0].parameters.binary_data_size',
+      'got 47.5',
+    ],
+    [
+      'both data and binary data',
+      () =>
+        parseInferRequest(
+          withInput({ data: flatImages(1), parameters: { binary_data_size: 48 } }),
+          SMALL,
+          new Uint8Array(48),
+        ),
+      'inputs[0].data',
+      'expected no data with parameters.binary_data_size',
+    ],
+    [
+      'more bytes than the sizes',
+      () => parseInferRequest(binaryBody(1, 'FP32', 48), SMALL, new Uint8Array(52)),
+      'request body',
+      "52 bytes of binary tensor data follow the JSON header, but the inputs' " +
+        'binary_data_size add up to 48',
+    ],
+    [
+      'fewer bytes than the sizes',
+      () => parseInferRequest(binaryBody(1, 'FP32', 48), SMALL, new Uint8Array(44)),
+      'request body',
+      '44 bytes of binary tensor data',
+    ],
+    [
+      'binary data no input claims',
+      () => parseInferRequest(inferBody(), SMALL, new Uint8Array(4)),
+      'request body',
+      'add up to 0',
+    ],
+    [
+      'an unknown datatype',
+      () => parseInferRequest(binaryBody(1, 'FLOAT', 48), SMALL, new Uint8Array(48)),
+      'inputs[0].datatype',
+      'expected FP32 or UINT8, got "FLOAT" (not a v2 datatype)',
+    ],
+    [
+      'an unsupported datatype',
+      () => parseInferRequest(binaryBody(1, 'FP16', 24), SMALL, new Uint8Array(24)),
+      'inputs[0].datatype',
+      'expected FP32 or UINT8, got "FP16"',
+    ],
+    [
+      'NaN',
+      () => parseInferRequest(binaryBody(1, 'FP32', 48), SMALL, fp32Bytes(withNaN)),
+      'inputs[0] binary data[3]',
+      'expected a finite number, got NaN',
+    ],
+    [
+      'Infinity, unaligned',
+      () => parseInferRequest(binaryBody(1, 'FP32', 48), SMALL, fp32Bytes(withInfinity, 1)),
+      'inputs[0] binary data[7]',
+      'got -Infinity',
+    ],
+    [
+      'a raw binary request of the wrong size',
+      () => parseRawInferRequest(new Uint8Array(47), SMALL),
+      'request body',
+      'is one FP32 image of shape [1, 2, 2, 3], 48 bytes; got 47',
+    ],
+    [
+      'a raw binary request of two images',
+      () => parseRawInferRequest(fp32Bytes(flatImages(2)), SMALL),
+      'request body',
+      'got 96',
+    ],
+    [
+      'NaN in a raw binary request',
+      () => parseRawInferRequest(fp32Bytes(withNaN), SMALL),
+      'request body[3]',
+      'got NaN',
+    ],
+  ];
+  for (const [name, parse, path, fragment] of cases) {
+    it(`rejects ${name} naming ${path}`, () => {
+      assertHttpError(parse, 400, path, fragment);
     });
   }
 });
@@ -549,6 +801,50 @@ describe('responses', () => {
     });
     assert.deepEqual(Object.keys(bare), ['model_name', 'outputs']);
     assert.deepEqual(bare.outputs[0]?.shape, [1, 3]);
+  });
+
+  it('encodes a plain JSON response without a header length', () => {
+    const init = {
+      modelName: 'compofa',
+      id: 'req-7',
+      probabilities,
+      batch: 2,
+      numClasses: 3,
+      outputName: 'probabilities',
+    };
+    const encoded = encodeInferResponse(init);
+    assert.equal(encoded.headerLength, undefined);
+    assert.equal(encoded.body.toString('utf8'), JSON.stringify(inferResponse(init)));
+  });
+
+  it('encodes a binary output as little-endian FP32 after the JSON header', () => {
+    const encoded = encodeInferResponse({
+      modelName: 'compofa',
+      modelVersion: '3',
+      probabilities,
+      batch: 2,
+      numClasses: 3,
+      outputName: 'probabilities',
+      binaryOutput: true,
+    });
+    const length = encoded.headerLength ?? NaN;
+    assert.equal(encoded.body.length, length + 24);
+    assert.deepEqual(JSON.parse(encoded.body.subarray(0, length).toString('utf8')), {
+      model_name: 'compofa',
+      model_version: '3',
+      outputs: [
+        {
+          name: 'probabilities',
+          shape: [2, 3],
+          datatype: 'FP32',
+          parameters: { binary_data_size: 24 },
+        },
+      ],
+    });
+    const tail = encoded.body.subarray(length);
+    const view = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
+    const floats = Array.from({ length: 6 }, (_, i) => view.getFloat32(i * 4, true));
+    assert.deepEqual(floats, Array.from(probabilities));
   });
 
   it('builds TF Serving responses in the request format', () => {
@@ -758,6 +1054,28 @@ describe('fuzzing', () => {
     // Most mutations break the request; some (an ignored field, an equal value) do not.
     assert.ok(outcomes.rejected > 300, JSON.stringify(outcomes));
     assert.ok(outcomes.accepted > 0, JSON.stringify(outcomes));
+  });
+
+  it('throws only HttpError for mutated binary requests and random bytes', () => {
+    const outcomes = { accepted: 0, rejected: 0 };
+    for (let i = 0; i < 300; i++) {
+      const count = 1 + int(2);
+      const datatype = pick(['FP32', 'UINT8']);
+      const size = count * 12 * (datatype === 'FP32' ? 4 : 1);
+      const body =
+        random() < 0.7
+          ? binaryBody(count, datatype, size)
+          : mutate(binaryBody(count, datatype, size));
+      // Mostly the right length, so values are read; sometimes any length; at any alignment.
+      const length = random() < 0.8 ? size : int(2 * size);
+      const offset = int(4);
+      const binary = new Uint8Array(offset + length).subarray(offset);
+      for (let b = 0; b < length; b++) binary[b] = int(256);
+      outcomes[checkOnlyHttpErrors(() => parseInferRequest(body, SMALL, binary))]++;
+      outcomes[checkOnlyHttpErrors(() => parseRawInferRequest(binary, SMALL))]++;
+    }
+    assert.ok(outcomes.rejected > 100, JSON.stringify(outcomes));
+    assert.ok(outcomes.accepted > 50, JSON.stringify(outcomes));
   });
 
   it('rejects deeply nested bodies and inputs', () => {

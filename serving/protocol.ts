@@ -15,6 +15,12 @@
  * - `FP32` (v2) and every TF Serving request: finite numbers, used as they are (the model expects
  *   [0, 1], as its training images were).
  * - `UINT8` (v2 only): integers 0..255, divided by 255, so raw 8-bit pixels can be sent directly.
+ *
+ * v2 requests and responses may carry tensors as binary data (Triton's binary tensor data
+ * extension): an input with `parameters.binary_data_size` has no `data`, its little-endian bytes
+ * follow the JSON header instead, and are checked and scaled exactly like JSON values; an output
+ * asked for with `binary_data` (or the request's `binary_data_output`) is sent the same way. The
+ * HTTP layer splits the body at `Inference-Header-Content-Length` and frames the response.
  */
 import { type HttpError, badRequest, payloadTooLarge } from './http-error.js';
 
@@ -48,6 +54,8 @@ export interface InferRequest {
   batch: ImageBatch;
   /** Names of the outputs to return (always the model's one output). */
   requestedOutputs: string[];
+  /** Whether the output is to be sent as binary tensor data rather than JSON. */
+  binaryOutput: boolean;
 }
 
 /** TF Serving's two request layouts: `instances` (row) or `inputs` (columnar). */
@@ -81,6 +89,13 @@ export const V2_DATATYPES: readonly string[] = [
 /** The v2 datatypes this server accepts for the image input. */
 export const ACCEPTED_DATATYPES: readonly string[] = ['FP32', 'UINT8'];
 
+/**
+ * The v2 protocol extensions this server implements, for server metadata (`GET /v2`), in Triton's
+ * names. Only binary tensor data: request parameters are accepted but not passed to the model
+ * (so not "parameters"), and neither classification nor shared memory is served.
+ */
+export const V2_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+
 /** The only signature name of a served model, as in TF Serving. */
 export const SERVING_DEFAULT = 'serving_default';
 
@@ -90,28 +105,54 @@ export function rowSize(signature: ModelSignature): number {
 }
 
 /**
- * Validates a v2 infer request body (`POST /v2/models/{m}/infer`).
+ * Validates a v2 infer request body (`POST /v2/models/{m}/infer`). `binary` is the binary tensor
+ * data after the JSON header when the request had one (`Inference-Header-Content-Length`); the
+ * input's `binary_data_size` must then account for all of it.
  *
  * @throws HttpError 400 naming the first bad field; 413 when `shape[0]` exceeds `maxBatchSize`.
  */
-export function parseInferRequest(body: unknown, signature: ModelSignature): InferRequest {
+export function parseInferRequest(
+  body: unknown,
+  signature: ModelSignature,
+  binary?: Uint8Array,
+): InferRequest {
   const request = expectObject(body, 'request body');
   const id = field(request, 'id');
   if (id !== undefined && typeof id !== 'string') {
     throw badRequest(`id: expected a string, got ${describeValue(id)}`);
   }
+  let binaryOutput = false;
   const parameters = field(request, 'parameters');
   if (parameters !== undefined) {
     const object = expectObject(parameters, 'parameters');
-    if (field(object, 'binary_data_output') === true) {
-      throw badRequest(
-        'parameters.binary_data_output: binary tensor data is not supported; leave it out or false',
-      );
-    }
+    binaryOutput = readFlag(object, 'binary_data_output', 'parameters') ?? false;
   }
-  const batch = readInferInput(field(request, 'inputs'), signature);
-  const requestedOutputs = readRequestedOutputs(field(request, 'outputs'), signature);
-  return id === undefined ? { batch, requestedOutputs } : { id, batch, requestedOutputs };
+  const batch = readInferInput(field(request, 'inputs'), signature, binary);
+  const outputs = readRequestedOutputs(field(request, 'outputs'), signature, binaryOutput);
+  return id === undefined ? { batch, ...outputs } : { id, batch, ...outputs };
+}
+
+/**
+ * Validates a raw binary request (`Inference-Header-Content-Length: 0`): the body is the model's
+ * one input without a JSON header, so, as in Triton, one image (batch 1) in the input's declared
+ * datatype FP32, answered with binary outputs.
+ *
+ * @throws HttpError 400 when the body is not exactly one FP32 image or holds a non-finite value.
+ */
+export function parseRawInferRequest(binary: Uint8Array, signature: ModelSignature): InferRequest {
+  const { resolution: r, channels: c } = signature;
+  const bytes = rowSize(signature) * FP32_READER.byteSize;
+  if (binary.byteLength !== bytes) {
+    throw badRequest(
+      `request body: a raw binary request (Inference-Header-Content-Length: 0) is one FP32 ` +
+        `image of shape [1, ${r}, ${r}, ${c}], ${bytes} bytes; got ${binary.byteLength}`,
+    );
+  }
+  return {
+    batch: { batch: 1, data: readBinaryValues(binary, FP32_READER, 'request body') },
+    requestedOutputs: [signature.outputName],
+    binaryOutput: true,
+  };
 }
 
 /**
@@ -162,6 +203,8 @@ export interface InferResponseInit {
   batch: number;
   numClasses: number;
   outputName: string;
+  /** Send the output as binary tensor data (see {@link encodeInferResponse}) instead of JSON. */
+  binaryOutput?: boolean | undefined;
 }
 
 /** One output tensor of a v2 response. */
@@ -169,8 +212,10 @@ export interface InferOutputTensor {
   name: string;
   shape: [number, number];
   datatype: 'FP32';
-  /** Row-major, flat. */
-  data: number[];
+  /** Row-major, flat; absent when the tensor is sent as binary data. */
+  data?: number[];
+  /** Present when the tensor is sent as binary data: its byte length after the JSON header. */
+  parameters?: { binary_data_size: number };
 }
 
 /** A v2 infer response. */
@@ -181,22 +226,53 @@ export interface InferResponse {
   outputs: InferOutputTensor[];
 }
 
-/** The v2 response: one FP32 output of shape `[batch, numClasses]` with flat data. */
+/**
+ * The v2 response: one FP32 output of shape `[batch, numClasses]`, with flat data or, when
+ * `binaryOutput`, with its `binary_data_size` (the bytes then follow the JSON, see
+ * {@link encodeInferResponse}).
+ */
 export function inferResponse(init: InferResponseInit): InferResponse {
   const { probabilities, batch, numClasses } = init;
   checkLength(probabilities, batch, numClasses);
+  const output: InferOutputTensor = {
+    name: init.outputName,
+    shape: [batch, numClasses],
+    datatype: 'FP32',
+  };
+  if (init.binaryOutput === true) {
+    output.parameters = { binary_data_size: probabilities.byteLength };
+  } else {
+    output.data = Array.from(probabilities);
+  }
   return {
     model_name: init.modelName,
     ...(init.modelVersion === undefined ? {} : { model_version: init.modelVersion }),
     ...(init.id === undefined ? {} : { id: init.id }),
-    outputs: [
-      {
-        name: init.outputName,
-        shape: [batch, numClasses],
-        datatype: 'FP32',
-        data: Array.from(probabilities),
-      },
-    ],
+    outputs: [output],
+  };
+}
+
+/** A v2 response as it goes on the wire. */
+export interface EncodedInferResponse {
+  /** The JSON response; with a binary output, the JSON header followed by the tensor's bytes. */
+  body: Buffer;
+  /**
+   * With a binary output, the JSON header's byte length (the `Inference-Header-Content-Length`
+   * response header); undefined for a plain JSON response.
+   */
+  headerLength: number | undefined;
+}
+
+/**
+ * The v2 response body: the JSON of {@link inferResponse}, followed, when `binaryOutput`, by the
+ * probabilities as little-endian FP32 bytes (the binary tensor data extension).
+ */
+export function encodeInferResponse(init: InferResponseInit): EncodedInferResponse {
+  const json = Buffer.from(JSON.stringify(inferResponse(init)), 'utf8');
+  if (init.binaryOutput !== true) return { body: json, headerLength: undefined };
+  return {
+    body: Buffer.concat([json, littleEndianBytes(init.probabilities)]),
+    headerLength: json.length,
   };
 }
 
@@ -290,21 +366,36 @@ function elements(count: number): string {
 
 type JsonObject = Readonly<Record<string, unknown>>;
 
-/** How one element of the image data is checked and scaled to [0, 1]. */
+/**
+ * How one element of the image data is checked and scaled to [0, 1], whether it came as JSON or
+ * as binary tensor data: binary elements go through the same `read`.
+ */
 interface ElementReader {
   /** What a valid element is, for the error message. */
   readonly expected: string;
   /** The value to store, or undefined when `value` is not valid. */
   read(value: unknown): number | undefined;
+  /** Bytes per element as binary tensor data. */
+  readonly byteSize: number;
+  /**
+   * The elements of little-endian binary tensor data (a whole number of elements). A returned
+   * Float32Array is also where the scaled values go, so FP32 data is checked in place.
+   */
+  elements(bytes: Uint8Array): Float32Array | Uint8Array;
 }
 
 /** Largest finite float32; a larger number would become Infinity in the Float32Array. */
 const FLOAT32_MAX = 3.4028234663852886e38;
 
+/** Whether typed arrays on this host are little-endian, as binary tensor data is. */
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 const FP32_READER: ElementReader = {
   expected: 'a finite number',
   read: (value) =>
     typeof value === 'number' && Math.abs(value) <= FLOAT32_MAX ? value : undefined,
+  byteSize: 4,
+  elements: float32s,
 };
 
 const UINT8_READER: ElementReader = {
@@ -313,7 +404,38 @@ const UINT8_READER: ElementReader = {
     typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 255
       ? value / 255
       : undefined,
+  byteSize: 1,
+  elements: (bytes) => bytes,
 };
+
+/**
+ * Little-endian FP32 bytes as floats: a view over the same memory when the bytes are 4-aligned
+ * (the common case: no copy of a large batch), else a copy, as a Float32Array cannot start at an
+ * unaligned offset.
+ */
+function float32s(bytes: Uint8Array): Float32Array {
+  const count = bytes.byteLength / 4;
+  if (LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) {
+    return new Float32Array(bytes.buffer, bytes.byteOffset, count);
+  }
+  const out = new Float32Array(count);
+  if (LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer).set(bytes);
+  } else {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
+  }
+  return out;
+}
+
+/** `values` as little-endian FP32 bytes: their own memory on a little-endian host. */
+function littleEndianBytes(values: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const out = new Uint8Array(values.byteLength);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i] ?? 0, true);
+  return out;
+}
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -333,6 +455,22 @@ function expectObject(value: unknown, path: string): JsonObject {
     throw badRequest(`${path}: expected a JSON object, got ${describeValue(value)}`);
   }
   return value;
+}
+
+/** An optional boolean parameter such as `binary_data`; undefined when absent. */
+function readFlag(parameters: JsonObject, key: string, path: string): boolean | undefined {
+  const value = field(parameters, key);
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw badRequest(`${path}.${key}: expected true or false, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** Refuses Triton's shared-memory parameters, which would otherwise be silently ignored. */
+function rejectSharedMemory(parameters: JsonObject, path: string, instead: string): void {
+  if (field(parameters, 'shared_memory_region') !== undefined) {
+    throw badRequest(`${path}.shared_memory_region: shared memory is not supported; ${instead}`);
+  }
 }
 
 /** Allows only `name` as the key of an object standing for the model's single input. */
@@ -366,7 +504,11 @@ function tooManyImages(path: string, count: number, signature: ModelSignature): 
   );
 }
 
-function readInferInput(inputs: unknown, signature: ModelSignature): ImageBatch {
+function readInferInput(
+  inputs: unknown,
+  signature: ModelSignature,
+  binary: Uint8Array | undefined,
+): ImageBatch {
   const name = signature.inputName;
   if (!isArray(inputs)) {
     throw badRequest(
@@ -421,54 +563,130 @@ function readInferInput(inputs: unknown, signature: ModelSignature): ImageBatch 
   }
   if (n > signature.maxBatchSize) throw tooManyImages('inputs[0].shape[0]', n, signature);
 
+  const count = n * rowSize(signature);
+  const data = field(input, 'data');
+  let binarySize = 0;
   const parameters = field(input, 'parameters');
   if (parameters !== undefined) {
     const object = expectObject(parameters, 'inputs[0].parameters');
-    if (field(object, 'binary_data_size') !== undefined) {
-      throw badRequest(
-        'inputs[0].parameters.binary_data_size: binary tensor data is not supported; ' +
-          'send "data" as JSON',
-      );
+    rejectSharedMemory(object, 'inputs[0].parameters', 'send "data" as JSON or binary data');
+    const declared = field(object, 'binary_data_size');
+    if (declared !== undefined) {
+      const tensor = `shape ${formatShape(shape)} ${datatype}`;
+      binarySize = readBinarySize(declared, count * reader.byteSize, tensor, data, binary);
     }
   }
+  // The one input is the only binary tensor, so its size must account for every byte after the
+  // JSON header: anything else means a wrong header length or a lost tensor.
+  if (binary !== undefined && binary.byteLength !== binarySize) {
+    throw badRequest(
+      `request body: ${binary.byteLength} bytes of binary tensor data follow the JSON header, ` +
+        `but the inputs' binary_data_size add up to ${binarySize}`,
+    );
+  }
+  if (binary !== undefined && binarySize > 0) {
+    return { batch: n, data: readBinaryValues(binary, reader, 'inputs[0] binary data') };
+  }
 
-  const data = field(input, 'data');
   if (!isArray(data)) {
     throw badRequest(`inputs[0].data: expected an array, got ${describeValue(data)}`);
   }
-  const size = rowSize(signature);
   if (data.length > 0 && isArray(data[0])) {
     // Nested: must match the shape exactly. Allocation is bounded by maxBatchSize (checked above).
-    const out = new Float32Array(n * size);
+    const out = new Float32Array(count);
     fillNested(data, [n, ...dims], 'inputs[0].data', reader, out, 0);
     return { batch: n, data: out };
   }
-  const count = n * size;
   if (data.length !== count) {
     throw badRequest(
       `inputs[0].data: expected ${count} values for shape ${formatShape(shape)}, ` +
         `got ${data.length}`,
     );
   }
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    const value = reader.read(data[i]);
+  return { batch: n, data: readFlat(data, reader, new Float32Array(count), 'inputs[0].data') };
+}
+
+/**
+ * The input's `binary_data_size`, which must be the byte size of its tensor (`expected` bytes for
+ * `tensor`), with binary data present and no JSON `data`.
+ */
+function readBinarySize(
+  declared: unknown,
+  expected: number,
+  tensor: string,
+  data: unknown,
+  binary: Uint8Array | undefined,
+): number {
+  const path = 'inputs[0].parameters.binary_data_size';
+  if (binary === undefined) {
+    throw badRequest(
+      `${path}: binary tensor data needs the Inference-Header-Content-Length header ` +
+        '(the byte length of the JSON before the binary data)',
+    );
+  }
+  if (data !== undefined) {
+    throw badRequest(
+      `inputs[0].data: expected no data with parameters.binary_data_size (the tensor is in ` +
+        `the binary data), got ${describeValue(data)}`,
+    );
+  }
+  if (typeof declared !== 'number' || !Number.isInteger(declared) || declared < 0) {
+    throw badRequest(
+      `${path}: expected a byte count (an integer >= 0), got ${describeValue(declared)}`,
+    );
+  }
+  if (declared !== expected) {
+    throw badRequest(`${path}: expected ${expected} bytes for ${tensor}, got ${declared}`);
+  }
+  return declared;
+}
+
+/**
+ * Checks and scales flat `values` into `out` (all of it), naming a bad element `${base}[i]`.
+ * `out` may be `values` itself: FP32 binary data is checked in place.
+ */
+function readFlat(
+  values: ArrayLike<unknown>,
+  reader: ElementReader,
+  out: Float32Array,
+  base: string,
+): Float32Array {
+  for (let i = 0; i < out.length; i++) {
+    const value = reader.read(values[i]);
     if (value === undefined) {
       throw badRequest(
-        `inputs[0].data[${i}]: expected ${reader.expected}, got ${describeValue(data[i])}`,
+        `${base}[${i}]: expected ${reader.expected}, got ${describeValue(values[i])}`,
       );
     }
     out[i] = value;
   }
-  return { batch: n, data: out };
+  return out;
 }
 
-function readRequestedOutputs(outputs: unknown, signature: ModelSignature): string[] {
+/** Binary tensor data, whose length has been checked, as checked and scaled values. */
+function readBinaryValues(bytes: Uint8Array, reader: ElementReader, base: string): Float32Array {
+  const elements = reader.elements(bytes);
+  const out = elements instanceof Float32Array ? elements : new Float32Array(elements.length);
+  return readFlat(elements, reader, out, base);
+}
+
+/**
+ * The requested outputs and whether the output goes as binary data: an output's own
+ * `binary_data` wins over the request's `binary_data_output` (`binaryDefault`).
+ */
+function readRequestedOutputs(
+  outputs: unknown,
+  signature: ModelSignature,
+  binaryDefault: boolean,
+): { requestedOutputs: string[]; binaryOutput: boolean } {
   const name = signature.outputName;
-  if (outputs === undefined) return [name];
+  // Left out or empty, `outputs` asks for every output.
+  const all = { requestedOutputs: [name], binaryOutput: binaryDefault };
+  if (outputs === undefined) return all;
   if (!isArray(outputs)) {
     throw badRequest(`outputs: expected an array, got ${describeValue(outputs)}`);
   }
+  let binaryOutput = binaryDefault;
   for (let i = 0; i < outputs.length; i++) {
     const output = expectObject(outputs[i], `outputs[${i}]`);
     const outputName = field(output, 'name');
@@ -478,25 +696,24 @@ function readRequestedOutputs(outputs: unknown, signature: ModelSignature): stri
           `got ${describeValue(outputName)}`,
       );
     }
+    if (i > 0) {
+      // It could be asked for once as JSON and once as binary data, but it is answered once.
+      throw badRequest(`outputs[${i}].name: "${name}" is already requested by outputs[0]`);
+    }
     const parameters = field(output, 'parameters');
     if (parameters !== undefined) {
-      const object = expectObject(parameters, `outputs[${i}].parameters`);
+      const path = `outputs[${i}].parameters`;
+      const object = expectObject(parameters, path);
       if (field(object, 'classification') !== undefined) {
         throw badRequest(
-          `outputs[${i}].parameters.classification: not supported; ` +
-            `request "${name}" and rank the classes`,
+          `${path}.classification: not supported; request "${name}" and rank the classes`,
         );
       }
-      if (field(object, 'binary_data') === true) {
-        throw badRequest(
-          `outputs[${i}].parameters.binary_data: binary tensor data is not supported; ` +
-            'leave it out or false',
-        );
-      }
+      rejectSharedMemory(object, path, 'leave it out to get the output in the response');
+      binaryOutput = readFlag(object, 'binary_data', path) ?? binaryOutput;
     }
   }
-  // An empty list asks for every output, as when `outputs` is left out.
-  return [name];
+  return { ...all, binaryOutput };
 }
 
 /**

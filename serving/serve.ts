@@ -27,10 +27,13 @@ export interface RunningServer {
 /** How often shutdown looks whether the last request has finished. */
 const DRAIN_POLL_MS = 10;
 
-/** Starts listening, then loads the model in the background. */
+/**
+ * Starts listening, then loads the model in the background; `tf` is needed only by the tfjs
+ * engine.
+ */
 export async function startServing(
   config: ServingConfig,
-  tf: TensorFlow,
+  tf: TensorFlow | undefined,
   logger: Logger,
 ): Promise<RunningServer> {
   const metrics = new ServingMetrics(
@@ -64,7 +67,7 @@ export async function startServing(
   const shutdown = (): Promise<boolean> => {
     stopping ??= drainAndClose(server, state, config.drainTimeoutMs, logger).then(
       async (drained) => {
-        (await loaded.catch(() => undefined))?.dispose();
+        await (await loaded.catch(() => undefined))?.dispose();
         return drained;
       },
     );
@@ -75,17 +78,25 @@ export async function startServing(
 
 async function loadModel(
   config: ServingConfig,
-  tf: TensorFlow,
+  tf: TensorFlow | undefined,
   logger: Logger,
 ): Promise<ServedModel> {
   const started = performance.now();
-  const model = await ServedModel.load(tf, config.modelDir, config.maxRequestBatch);
+  const model = await ServedModel.load({
+    engine: config.engine,
+    modelDir: config.modelDir,
+    maxBatchSize: config.maxRequestBatch,
+    threads: config.threads,
+    tf,
+  });
   // Warm up every batch size a model call will commonly have: one request, one merged batch.
   const sizes = [1, ...(config.batching ? [config.batching.maxBatchSize] : [])];
   await model.warmUp(sizes);
   logger.info('model loaded', {
     dir: config.modelDir,
     subnet: model.description.subnet ?? null,
+    engine: model.description.engine,
+    threads: config.threads ?? 'default',
     input: model.signature,
     warmedUpBatchSizes: sizes,
     loadMs: Math.round(performance.now() - started),

@@ -1,6 +1,6 @@
 /**
- * The HTTP face of the serving pod: Open Inference Protocol v2 (KServe, Triton) and TF-Serving's
- * REST predict, health endpoints for Kubernetes probes, and `/metrics`.
+ * The HTTP face of the serving pod: Open Inference Protocol v2 (KServe, Triton) with binary tensor
+ * data, TF-Serving's REST predict, health endpoints for Kubernetes probes, and `/metrics`.
  *
  * Every failure answers `{"error": "..."}` through one typed error ({@link HttpError}); the body
  * size is capped before parsing, and a request's tensors never outlive it.
@@ -14,16 +14,16 @@ import { MicroBatcher } from './batcher.js';
 import type { ServingMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
 import {
-  inferResponse,
+  describeValue,
+  encodeInferResponse,
   parseInferRequest,
   parsePredictRequest,
+  parseRawInferRequest,
   predictResponse,
   modelMetadata,
+  V2_EXTENSIONS,
   type ImageBatch,
 } from './protocol.js';
-
-/** The platform name in model metadata (the v2 protocol's `platform`). */
-export const PLATFORM = 'tensorflowjs_layers';
 
 /** Calls the model for parsed requests, directly or through the micro-batcher, and times it. */
 class Inference {
@@ -210,12 +210,18 @@ function closeConnectionsWhileDraining(state: ServingState) {
 }
 
 /**
- * JSON bodies of any content type, capped at `limit` bytes: a declared length over the limit is
- * refused before reading, and reading stops as soon as the limit is passed. Leaner than
- * body-parser (no charset negotiation: JSON is UTF-8), which matters at millisecond budgets.
+ * The header of the binary tensor data extension (Triton's, also KServe's): the byte length of the
+ * JSON at the start of a body whose binary tensor data follows.
  */
-function jsonBody(limit: number) {
-  return function readJsonBody(request: Request, _response: Response, next: NextFunction): void {
+const INFERENCE_HEADER_CONTENT_LENGTH = 'Inference-Header-Content-Length';
+
+/**
+ * Reads the body, of any content type, into `request.body` as one Buffer, capped at `limit`
+ * bytes: a declared length over the limit is refused before reading, and reading stops as soon as
+ * the limit is passed. Leaner than body-parser, which matters at millisecond budgets.
+ */
+function cappedBody(limit: number) {
+  return function readCappedBody(request: Request, _response: Response, next: NextFunction): void {
     const tooLarge = (): HttpError =>
       payloadTooLarge(`request body is larger than the limit of ${limit} bytes`);
     const declared = Number(request.headers['content-length']);
@@ -244,15 +250,78 @@ function jsonBody(limit: number) {
     });
     request.on('end', () => {
       if (failed) return;
-      try {
-        request.body = JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as unknown;
-      } catch (error) {
-        next(badRequest(`request body is not valid JSON: ${(error as Error).message}`));
-        return;
-      }
+      request.body = Buffer.concat(chunks, size);
       next();
     });
   };
+}
+
+/** Parses the Buffer of {@link cappedBody} as JSON (no charset negotiation: JSON is UTF-8). */
+function jsonBody() {
+  return function parseJsonBody(request: Request, _response: Response, next: NextFunction): void {
+    request.body = parseJson(request.body as Buffer, 'request body');
+    next();
+  };
+}
+
+/** A v2 infer body as {@link inferBody} splits it. */
+type InferBody =
+  /** JSON, and the binary tensor data after it when the request had the header. */
+  | { readonly json: unknown; readonly binary: Buffer | undefined }
+  /** A raw binary request: the one input's bytes without JSON. */
+  | { readonly raw: Buffer };
+
+/**
+ * Splits the Buffer of {@link cappedBody} per the binary tensor data extension: with
+ * `Inference-Header-Content-Length: N` the first N bytes are the JSON request and the rest is
+ * binary tensor data (left in place, not copied); N = 0 makes a raw binary request. Without the
+ * header the whole body is JSON.
+ */
+function inferBody() {
+  return function splitInferBody(request: Request, _response: Response, next: NextFunction): void {
+    const body = request.body as Buffer;
+    const header = request.headers[INFERENCE_HEADER_CONTENT_LENGTH.toLowerCase()];
+    let split: InferBody;
+    if (header === undefined) {
+      split = { json: parseJson(body, 'request body'), binary: undefined };
+    } else {
+      const length = jsonHeaderLength(String(header), body.length);
+      split =
+        length === 0
+          ? { raw: body }
+          : {
+              json: parseJson(body.subarray(0, length), `JSON header (the first ${length} bytes)`),
+              binary: body.subarray(length),
+            };
+    }
+    request.body = split;
+    next();
+  };
+}
+
+/** The value of `Inference-Header-Content-Length`, checked against the body's length. */
+function jsonHeaderLength(value: string, bodyLength: number): number {
+  if (!/^\d+$/.test(value)) {
+    throw badRequest(
+      `${INFERENCE_HEADER_CONTENT_LENGTH}: expected the byte length of the JSON header ` +
+        `(an integer >= 0), got ${describeValue(value)}`,
+    );
+  }
+  const length = Number(value);
+  if (length > bodyLength) {
+    throw badRequest(
+      `${INFERENCE_HEADER_CONTENT_LENGTH}: ${length} is larger than the body (${bodyLength} bytes)`,
+    );
+  }
+  return length;
+}
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch (error) {
+    throw badRequest(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
 }
 
 /** Turns every error into `{"error": ...}` with its status; unexpected ones are 500 and logged. */
@@ -324,16 +393,19 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestMetrics(metrics, state), requestLog(logger), closeConnectionsWhileDraining(state));
-  const body = jsonBody(config.maxBodyBytes);
+  const body = cappedBody(config.maxBodyBytes);
+  const json = jsonBody();
+  const v2Body = inferBody();
 
+  // Bodies as KServe's client reads them; the status alone still answers Kubernetes probes.
   app.get('/v2/health/live', route('/v2/health/live'), (_request, response) => {
-    response.status(200).end();
+    response.status(200).json({ live: true });
   });
   app.get('/v2/health/ready', route('/v2/health/ready'), (_request, response) => {
-    response.status(state.ready ? 200 : 503).end();
+    response.status(state.ready ? 200 : 503).json({ ready: state.ready });
   });
   app.get('/v2', route('/v2'), (_request, response) => {
-    response.json({ name: 'compofa-serving', version: '0.1.0', extensions: [] });
+    response.json({ name: 'compofa-serving', version: '0.1.0', extensions: V2_EXTENSIONS });
   });
 
   const metadata = (request: Request, response: Response): void => {
@@ -342,12 +414,14 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
     const { model } = state.resolve(name, version);
     response.json({
       ...modelMetadata(
-        { modelName: name, versions: [config.modelVersion], platform: PLATFORM },
+        { modelName: name, versions: [config.modelVersion], platform: model.platform },
         model.signature,
       ),
       parameters: {
         subnet: model.description.subnet ?? null,
         design_space: model.description.designSpace ?? null,
+        engine: model.description.engine.name,
+        engine_version: model.description.engine.version,
         target: config.target,
         accepted_datatypes: ['FP32', 'UINT8'],
         max_batch_size: config.maxRequestBatch,
@@ -358,8 +432,14 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
   app.get('/v2/models/:model/versions/:version', route('/v2/models/{m}/versions/{v}'), metadata);
 
   const modelReady = (request: Request, response: Response): void => {
-    state.resolve(param(request, 'model'), optionalParam(request, 'version'));
-    response.status(state.ready ? 200 : 503).end();
+    const name = param(request, 'model');
+    try {
+      state.resolve(name, optionalParam(request, 'version'));
+    } catch (error) {
+      // Still loading is an answer here (not ready), as draining is; another name or version 404s.
+      if (!(error instanceof HttpError && error.status === 503)) throw error;
+    }
+    response.status(state.ready ? 200 : 503).json({ name, ready: state.ready });
   };
   app.get('/v2/models/:model/ready', route('/v2/models/{m}/ready'), modelReady);
   app.get(
@@ -371,26 +451,37 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
   const infer = async (request: Request, response: Response): Promise<void> => {
     const name = param(request, 'model');
     const { model, inference } = state.resolve(name, optionalParam(request, 'version'));
-    const parsed = parseInferRequest(request.body, model.signature);
+    const split = request.body as InferBody;
+    const parsed =
+      'raw' in split
+        ? parseRawInferRequest(split.raw, model.signature)
+        : parseInferRequest(split.json, model.signature, split.binary);
     const { probabilities, seconds } = await inference.run(parsed.batch);
     serverTiming(response, seconds);
-    response.json(
-      inferResponse({
-        modelName: name,
-        modelVersion: config.modelVersion,
-        id: parsed.id,
-        probabilities,
-        batch: parsed.batch.batch,
-        numClasses: model.signature.numClasses,
-        outputName: model.signature.outputName,
-      }),
-    );
+    const encoded = encodeInferResponse({
+      modelName: name,
+      modelVersion: config.modelVersion,
+      id: parsed.id,
+      probabilities,
+      batch: parsed.batch.batch,
+      numClasses: model.signature.numClasses,
+      outputName: model.signature.outputName,
+      binaryOutput: parsed.binaryOutput,
+    });
+    if (encoded.headerLength === undefined) {
+      response.type('json');
+    } else {
+      response.setHeader(INFERENCE_HEADER_CONTENT_LENGTH, String(encoded.headerLength));
+      response.type('application/octet-stream');
+    }
+    response.send(encoded.body);
   };
-  app.post('/v2/models/:model/infer', route('/v2/models/{m}/infer'), body, infer);
+  app.post('/v2/models/:model/infer', route('/v2/models/{m}/infer'), body, v2Body, infer);
   app.post(
     '/v2/models/:model/versions/:version/infer',
     route('/v2/models/{m}/versions/{v}/infer'),
     body,
+    v2Body,
     infer,
   );
 
@@ -412,11 +503,12 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
       predictResponse(parsed.format, probabilities, parsed.batch.batch, model.signature.numClasses),
     );
   };
-  app.post('/v1/models/:call', route('/v1/models/{m}:predict'), body, predict);
+  app.post('/v1/models/:call', route('/v1/models/{m}:predict'), body, json, predict);
   app.post(
     '/v1/models/:model/versions/:call',
     route('/v1/models/{m}/versions/{v}:predict'),
     body,
+    json,
     predict,
   );
   app.get('/v1/models/:model', route('/v1/models/{m}'), (request, response) => {

@@ -41,6 +41,15 @@ export interface TensorFlowRuntime {
   readonly oneDnn: boolean;
 }
 
+/**
+ * Sizes TensorFlow's intra- and inter-op thread pools; TensorFlow reads the variables when it
+ * creates them, so this must run before {@link loadTensorFlow}.
+ */
+export function setTensorFlowThreads(threads: number): void {
+  process.env.TF_NUM_INTRAOP_THREADS = String(threads);
+  process.env.TF_NUM_INTEROP_THREADS = String(threads);
+}
+
 /** Options of {@link loadTensorFlow}. */
 export interface LoadTensorFlowOptions {
   readonly purpose: TensorFlowPurpose;
@@ -82,7 +91,7 @@ const ONEDNN_OFF_BY_DEFAULT: ReadonlySet<TensorFlowPurpose> = new Set(['inferenc
  * Why by purpose: in eager mode every oneDNN convolution and batch norm pays a fixed cost of
  * 0.1-0.2 ms on top of its arithmetic, which dominates at batch 1: without oneDNN the smallest
  * subnet of the small preset answers in 15.6 ms instead of 64 ms and the largest in 32.5 ms
- * instead of 97 ms (`npm run bench:inference`), while a training step at batch 32 is 20% faster
+ * instead of 97 ms (`npm run bench:onednn`), while a training step at batch 32 is 20% faster
  * with it (docs/benchmarks.md, "Serving"). Profiling must measure what serving runs, so both share
  * the default; a table records the setting it was measured with.
  */

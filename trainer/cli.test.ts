@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { architectureKey, SMALL_ARCHITECTURE } from '../compofa/architecture.js';
 import { CompoundSpace } from '../compofa/design-space.js';
 import { TABLE_API_VERSION, writeTable } from '../compofa/tables.js';
+import { ONNX_RUNTIME_VERSION, TEST_DEVICE } from '../test/fixtures/tables.js';
 import { runCommand, type CommandResult } from '../test/harness/run-command.js';
 
 const cli = fileURLToPath(new URL('cli.ts', import.meta.url));
@@ -41,7 +42,7 @@ describe('the compofa command line', () => {
       kind: 'LatencyTable',
       subject,
       measuredAt: '2026-11-28T00:00:00Z',
-      device: { cpuModel: 'test', threads: 2, backend: 'tensorflow' },
+      device: TEST_DEVICE,
       batchSize: 1,
       method: 'exhaustive',
       settings: { warmupRuns: 1, timedRuns: 1 },
@@ -135,6 +136,31 @@ describe('the compofa command line', () => {
       none.stdout,
       /no subnet meets the 1 ms budget; the fastest, r28-d2e3-d2e3-d2e3-d2e3-d2e3, takes 2 ms/,
     );
+  });
+
+  it('refuses a latency table measured with another engine or version, naming both', async () => {
+    const latency = JSON.parse(await readFile(join(dir, 'latency.json'), 'utf8')) as {
+      device: Record<string, unknown>;
+    };
+    const cases = [
+      [{ ...latency.device, engine: 'tfjs', engineVersion: '2.21.0' }, 'tfjs 2.21.0'],
+      [{ ...latency.device, engineVersion: '1.17.0' }, 'onnxruntime 1.17.0'],
+    ] as const;
+    for (const [device, measured] of cases) {
+      const path = join(dir, 'other-engine.json');
+      await writeFile(path, JSON.stringify({ ...latency, device }));
+      const run = await compofa(
+        'select',
+        ...['--accuracy', join(dir, 'accuracy.json'), '--latency', path, '--budget-ms', '5'],
+      );
+      assert.equal(run.code, 1, run.stderr);
+      assert.ok(
+        run.stderr.includes(
+          `${path} was measured with ${measured}, but the model is served with onnxruntime ${ONNX_RUNTIME_VERSION}`,
+        ),
+        run.stderr,
+      );
+    }
   });
 
   it("runs OFA's search over the same tables and never exceeds the budget", async () => {

@@ -16,10 +16,18 @@ import { createDesignSpace, type DesignSpace, type SubnetSpec } from '../compofa
 import { evolutionarySearch } from '../compofa/evolution.js';
 import { selectSubnet } from '../compofa/selection.js';
 import {
+  DEFAULT_ENGINE,
+  engineMismatch,
+  parseEngine,
+  type EngineFacts,
+  type EngineName,
+} from '../compofa/engines.js';
+import {
   formatTable,
   joinTables,
   readAccuracyTable,
   readLatencyTable,
+  tableEngine,
   writeTable,
 } from '../compofa/tables.js';
 import type { DatasetSpec } from './datasets.js';
@@ -37,7 +45,11 @@ const COMMON = {
   'report-configmap': { type: 'string' },
 } as const;
 
+/** The engine that serves (or will serve) the subnets; default COMPOFA_ENGINE, else onnxruntime. */
+const ENGINE = { engine: { type: 'string' } } as const;
+
 const TABLE_INPUTS = {
+  ...ENGINE,
   accuracy: { type: 'string' },
   latency: { type: 'string' },
   'budget-ms': { type: 'string' },
@@ -96,7 +108,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   select: {
     summary: 'the most accurate subnet whose latency fits a budget (exhaustive)',
     usage:
-      'compofa select --accuracy accuracy.json --latency latency.json --budget-ms 5 [--accuracy-floor 0.9] [--statistic p95|median]',
+      'compofa select --accuracy accuracy.json --latency latency.json --budget-ms 5 [--accuracy-floor 0.9] [--statistic p95|median] [--engine onnxruntime|tfjs]',
     options: { ...COMMON, ...TABLE_INPUTS, 'accuracy-floor': { type: 'string' } },
     async run(values, out) {
       const { space, measurements } = await tables(values);
@@ -237,9 +249,12 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   profile: {
     summary: 'the latency table of this machine: every subnet (or --subnets) timed',
     usage:
-      'compofa profile --out latency.json [--batch-size 1] [--warmup-runs 5] [--timed-runs 10] [--subnets id,id,...]',
+      'compofa profile --out latency.json [--engine onnxruntime|tfjs] [--threads N] [--batch-size 1] [--warmup-runs 5] [--timed-runs 10] [--subnets id,id,...]',
     options: {
       ...COMMON,
+      ...ENGINE,
+      /** The engine's threads, as serving sets them; default COMPOFA_THREADS, else the engine's. */
+      threads: { type: 'string' },
       out: { type: 'string' },
       subnets: { type: 'string' },
       'batch-size': { type: 'string', default: '1' },
@@ -250,10 +265,18 @@ const COMMANDS: Readonly<Record<string, Command>> = {
       const { loadTensorFlow } = await import('./backend.js');
       const { profileSubnets } = await import('./profile.js');
       const space = designSpace(values);
+      const engine = engineName(values);
+      const threads = engineThreads(values);
+      if (engine === 'tfjs' && threads !== undefined) {
+        const { setTensorFlowThreads } = await import('./backend.js');
+        setTensorFlowThreads(threads);
+      }
       const runtime = await loadTensorFlow({ purpose: 'profiling' });
       const subnets = subnetList(space, values).subnets ?? defaultSubnets(space);
       const started = Date.now();
       const table = await profileSubnets(runtime, space, subnets, {
+        engine,
+        ...(threads === undefined ? {} : { threads }),
         batchSize: integer(values, 'batch-size'),
         warmupRuns: integer(values, 'warmup-runs'),
         timedRuns: integer(values, 'timed-runs'),
@@ -265,14 +288,14 @@ const COMMANDS: Readonly<Record<string, Command>> = {
       await writeOut(required(values, 'out'), table);
       await out.publish('latency.json', formatTable(table));
       out.result(
-        `${table.rows.length} subnets profiled on ${table.device.cpuModel}; written to ${String(values.out)}`,
+        `${table.rows.length} subnets profiled on ${table.device.cpuModel} with ${table.device.engine ?? 'tfjs'} ${table.device.engineVersion ?? ''} on ${table.device.threads} threads; written to ${String(values.out)}`,
         { out: values.out, rows: table.rows.length, device: table.device },
       );
       return 0;
     },
   },
   extract: {
-    summary: 'one subnet as a standard TensorFlow.js model (model.json + weights)',
+    summary: 'one subnet as a standard TensorFlow.js model (model.json + weights) and model.onnx',
     usage:
       'compofa extract --checkpoint-dir ckpt --subnet r28-d2e3-d3e4-d4e6-d2e3-d3e4 --out model-dir [--calibration-images 2000]',
     options: { ...CHECKPOINT, subnet: { type: 'string' } },
@@ -312,6 +335,36 @@ function number(values: Values, name: string): number {
   const value = Number(text);
   if (!Number.isFinite(value)) throw new UsageError(`--${name} must be a number, got '${text}'`);
   return value;
+}
+
+/** --engine, else COMPOFA_ENGINE (what the operator sets on its pods), else the default. */
+function engineName(values: Values): EngineName {
+  const value = values.engine ?? process.env.COMPOFA_ENGINE ?? DEFAULT_ENGINE;
+  try {
+    return parseEngine(String(value), '--engine (COMPOFA_ENGINE)');
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** --threads, else COMPOFA_THREADS (what the operator sets), else undefined: the engine's own. */
+function engineThreads(values: Values): number | undefined {
+  const text = values.threads ?? process.env.COMPOFA_THREADS;
+  if (text === undefined || text === '') return undefined;
+  const threads = Number(text);
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new UsageError(
+      `--threads (COMPOFA_THREADS) must be an integer of at least 1, got '${String(text)}'`,
+    );
+  return threads;
+}
+
+/** The engine of that name installed here, with its version. */
+async function installedEngine(name: EngineName): Promise<EngineFacts> {
+  const { onnxRuntimeFacts, tfjsEngineFacts } = await import('./engine.js');
+  if (name === 'onnxruntime') return onnxRuntimeFacts();
+  const { loadTensorFlow } = await import('./backend.js');
+  return tfjsEngineFacts((await loadTensorFlow({ purpose: 'inference', log: () => undefined })).tf);
 }
 
 function integer(values: Values, name: string): number {
@@ -366,10 +419,18 @@ async function tables(
   const statistic = required(values, 'statistic');
   if (statistic !== 'p95' && statistic !== 'median')
     throw new UsageError(`--statistic must be p95 or median, got '${statistic}'`);
+  const latencyPath = required(values, 'latency');
   const [accuracy, latency] = await Promise.all([
     readAccuracyTable(required(values, 'accuracy'), space),
-    readLatencyTable(required(values, 'latency'), space),
+    readLatencyTable(latencyPath, space),
   ]);
+  // A table measured with another engine or version does not describe what will serve.
+  const mismatch = engineMismatch(
+    tableEngine(latency),
+    await installedEngine(engineName(values)),
+    latencyPath,
+  );
+  if (mismatch) throw new Error(mismatch);
   return {
     space,
     measurements: joinTables(accuracy, latency, statistic).measurements,

@@ -7,33 +7,16 @@ import { after, before, describe, it } from 'node:test';
 import type * as tfjs from '@tensorflow/tfjs';
 
 import { architectureKey, SMALL_ARCHITECTURE } from '../compofa/architecture.js';
-import {
-  CompoundSpace,
-  ElasticSpace,
-  type DesignSpace,
-  type SubnetSpec,
-} from '../compofa/design-space.js';
-import { Random } from '../compofa/random.js';
+import { CompoundSpace, ElasticSpace, type SubnetSpec } from '../compofa/design-space.js';
+import { extractionCases, perturb } from '../test/fixtures/supernets.js';
 import { loadTensorFlow, type TensorFlow } from './backend.js';
+import { OnnxModel } from './engine.js';
 import { buildSubnetModel, logitsModel, saveSubnetModel } from './extract.js';
+import { ONNX_METADATA_KEY } from './onnx/export.js';
+import { readOnnxMetadata } from './onnx/metadata.js';
 import { Supernet } from './supernet.js';
 
 const TOLERANCE = 1e-4;
-
-/** Moves every weight away from its initial value, so that no slice or order mistake hides. */
-function perturb(tf: TensorFlow, supernet: Supernet, seed: number): void {
-  let n = 0;
-  for (const [name, variable] of supernet.variables) {
-    tf.tidy(() => {
-      const noise = tf.randomUniform(variable.shape, 0.5, 1.5, 'float32', seed + n++);
-      // Variances must stay positive; everything else may change sign.
-      const value = name.endsWith('moving_variance')
-        ? variable.mul(noise)
-        : variable.add(noise.sub(1).mul(0.2));
-      variable.assign(value);
-    });
-  }
-}
 
 describe('subnet extraction', () => {
   let tf: TensorFlow;
@@ -57,24 +40,12 @@ describe('subnet extraction', () => {
     });
   }
 
-  const cases: [string, DesignSpace, (space: DesignSpace) => SubnetSpec[]][] = [
-    [
-      'compound',
-      new CompoundSpace(SMALL_ARCHITECTURE),
-      (s) => [s.smallest(), s.largest(), s.sample(new Random(1)), s.sample(new Random(2))],
-    ],
-    [
-      'elastic',
-      new ElasticSpace(SMALL_ARCHITECTURE),
-      (s) => [s.smallest(), s.largest(), s.sample(new Random(3))],
-    ],
-  ];
-  for (const [kind, space, subnets] of cases) {
+  for (const [kind, space, subnets] of extractionCases()) {
     it(`gives the supernet's outputs (max abs difference <= 1e-4) for ${kind} subnets, smallest and largest included`, () => {
       const supernet = new Supernet(tf, space, 5);
       perturb(tf, supernet, 11);
       const before = tf.memory().numTensors;
-      for (const spec of subnets(space)) {
+      for (const spec of subnets) {
         // As extraction does: batch norm re-calibrated for this subnet, which also keeps the
         // activations, and so the float32 rounding, at realistic magnitudes.
         const calibration = tf.randomUniform<tfjs.Rank.R4>([16, 28, 28, 1], 0, 1, 'float32', 5);
@@ -136,6 +107,28 @@ describe('subnet extraction', () => {
       inputChannels: 1,
       numClasses: 10,
     });
+    // The same network as model.onnx, with the same metadata and how to prepare its input.
+    const onnx = await readFile(join(target, 'model.onnx'));
+    assert.deepEqual(JSON.parse(readOnnxMetadata(onnx).get(ONNX_METADATA_KEY) ?? '{}'), {
+      ...json.userDefinedMetadata.compofa,
+      preprocessing: {
+        layout: 'NHWC',
+        shape: [28, 28, 1],
+        datatype: 'FP32',
+        range: [0, 1],
+        scaling: '8-bit pixel values divided by 255',
+      },
+    });
+    const session = await OnnxModel.create(onnx);
+    const x = images();
+    const viaOnnx = await session.run(x.dataSync() as Float32Array, 4);
+    const viaLayers = tf.tidy(() => (model.predict(x) as tfjs.Tensor).dataSync());
+    x.dispose();
+    await session.dispose();
+    viaLayers.forEach((p, i) => {
+      assert.ok(Math.abs(p - (viaOnnx[i] ?? NaN)) <= TOLERANCE, `probability ${i}`);
+    });
+
     const loaded = await tf.loadLayersModel(`file://${join(target, 'model.json')}`);
     assert.ok(maxDifference(supernet, loaded, spec) <= TOLERANCE);
     const probabilities = tf.tidy(() =>

@@ -5,10 +5,12 @@
  * x/6 + 1/2, a ReLU capped at 1, and a multiply).
  *
  * The model takes NHWC float images in [0, 1] and outputs class probabilities; the layer
- * `logits` before the softmax is what the equivalence tests compare with the supernet.
+ * `logits` before the softmax is what the equivalence tests compare with the supernet. The same
+ * model is also written as `model.onnx` (trainer/onnx/export.ts), which compofa-serve runs with
+ * ONNX Runtime.
  */
 import { randomBytes } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import type * as tfjs from '@tensorflow/tfjs';
@@ -16,7 +18,9 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { architectureKey, type Activation } from '../compofa/architecture.js';
 import { subnetShape, type BlockShape, type SubnetShape } from '../compofa/cost.js';
 import type { SubnetSpec } from '../compofa/design-space.js';
+import { COMPOFA_VERSION } from '../compofa/version.js';
 import type { TensorFlow } from './backend.js';
+import { exportOnnx } from './onnx/export.js';
 import {
   BN_EPSILON,
   BN_MOMENTUM,
@@ -35,6 +39,20 @@ export interface SubnetModelMetadata {
   readonly resolution: number;
   readonly inputChannels: number;
   readonly numClasses: number;
+}
+
+/** The file names of an extracted model folder. */
+export const MODEL_FILES = { layers: 'model.json', onnx: 'model.onnx' } as const;
+
+/** How images must be prepared for an extracted model (recorded in model.onnx's metadata). */
+export function inputPreprocessing(metadata: SubnetModelMetadata): Record<string, unknown> {
+  return {
+    layout: 'NHWC',
+    shape: [metadata.resolution, metadata.resolution, metadata.inputChannels],
+    datatype: 'FP32',
+    range: [0, 1],
+    scaling: '8-bit pixel values divided by 255',
+  };
 }
 
 /** Builds the standard LayersModel of `spec` with the supernet's current weights. */
@@ -80,13 +98,24 @@ export function logitsModel(tf: TensorFlow, model: tfjs.LayersModel): tfjs.Layer
 }
 
 /**
- * Saves `model` to the folder `dir` (model.json + weights) through a temporary sibling folder and
- * a rename, so that a reader never sees half a model; an existing model there is replaced.
+ * Saves `model` to the folder `dir` (model.json + weights, and the same network as model.onnx)
+ * through a temporary sibling folder and a rename, so that a reader never sees half a model; an
+ * existing model there is replaced.
  */
 export async function saveSubnetModel(model: tfjs.LayersModel, dir: string): Promise<void> {
+  const metadata = (model.getUserDefinedMetadata() as { compofa?: SubnetModelMetadata } | undefined)
+    ?.compofa;
+  if (!metadata)
+    throw new Error('the model has no CompOFA metadata; build it with buildSubnetModel');
+  const onnx = exportOnnx(model, {
+    metadata: { ...metadata, preprocessing: inputPreprocessing(metadata) },
+    producerVersion: COMPOFA_VERSION,
+    docString: `CompOFA subnet ${metadata.subnet} (${metadata.designSpace} design space)`,
+  });
   const temporary = join(dirname(dir), `.${basename(dir)}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await model.save(`file://${temporary}`);
+    await writeFile(join(temporary, MODEL_FILES.onnx), onnx);
     await rm(dir, { recursive: true, force: true });
     await rename(temporary, dir);
   } catch (error) {

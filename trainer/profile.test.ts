@@ -4,6 +4,8 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 
+import * as ort from 'onnxruntime-node';
+
 import { architectureKey, SMALL_ARCHITECTURE } from '../compofa/architecture.js';
 import { subnetShape } from '../compofa/cost.js';
 import {
@@ -115,6 +117,9 @@ describe('latency profiling', () => {
       backend: 'tensorflow',
       tensorflowVersion: '2.21.0',
       oneDnn: false,
+      // The engine that serves, by default ONNX Runtime.
+      engine: 'onnxruntime',
+      engineVersion: ort.env.versions.node,
     });
     assert.deepEqual(deviceFacts(runtime), {
       cpuModel: table.device.cpuModel,
@@ -186,8 +191,9 @@ describe('latency profiling', () => {
     const timed: string[] = [];
     let clockReads = 0;
     const tensors = tf.memory().numTensors;
+    // ONNX Runtime runs these layers in tens of microseconds: a few warm-up calls settle them.
     const table = await buildLatencyLookupTable(runtime, space, {
-      warmupRuns: 1,
+      warmupRuns: 5,
       timedRuns: 5,
       now: () => {
         clockReads++;
@@ -201,13 +207,15 @@ describe('latency profiling', () => {
     });
     assert.deepEqual(new Set(timed), expected, 'every layer shape of the 243 subnets');
     assert.equal(timed.length, expected.size, 'each shape timed once');
-    assert.equal(clockReads, 2 * 5 * expected.size);
+    // Every layer shape, and the call overhead once.
+    assert.equal(clockReads, 2 * 5 * (expected.size + 1));
+    assert.ok(table.callOverhead && table.callOverhead.medianMs > 0);
     assert.deepEqual(new Set(Object.keys(table.entries)), expected);
     for (const entry of Object.values(table.entries))
       assert.ok(entry.medianMs > 0 && entry.p95Ms >= entry.medianMs);
 
     const subnets = [space.smallest(), space.largest(), space.sample(new Random(8))];
-    const error = await lookupTableError(runtime, space, table, subnets, { warmupRuns: 1 });
+    const error = await lookupTableError(runtime, space, table, subnets, { warmupRuns: 5 });
     assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
     t.diagnostic(
       `lookup-table error: mean ${error.meanAbsolutePercentError.toFixed(1)}%, max ${error.maxAbsolutePercentError.toFixed(1)}% (${error.rows.map((row) => `${row.estimatedMs.toFixed(1)}/${row.measuredMs.toFixed(1)} ms`).join(', ')})`,
@@ -224,6 +232,26 @@ describe('latency profiling', () => {
     assert.ok(error.maxAbsolutePercentError >= error.meanAbsolutePercentError);
   });
 
+  it('measures with the tfjs engine and the given threads when asked, and records both', async () => {
+    const space = tinySpace();
+    const table = await profileSubnets(runtime, space, [space.smallest()], {
+      engine: 'tfjs',
+      threads: 1,
+      warmupRuns: 1,
+      timedRuns: 2,
+    });
+    assert.equal(table.device.engine, 'tfjs');
+    assert.equal(table.device.engineVersion, '2.21.0');
+    assert.equal(table.device.threads, 1);
+    const onnx = await profileSubnets(runtime, space, [space.smallest()], {
+      threads: 1,
+      warmupRuns: 1,
+      timedRuns: 2,
+    });
+    assert.equal(onnx.device.engine, 'onnxruntime');
+    assert.equal(onnx.device.threads, 1);
+  });
+
   it('merges identical block shapes of the elastic space and estimates the sum of the layers', async () => {
     const space = new ElasticSpace(TINY_ARCHITECTURE);
     const clock = millisecondClock();
@@ -236,7 +264,12 @@ describe('latency profiling', () => {
     // position: unit 1 keeps 8 channels at stride 1, so its first block is shaped as its others
     // (one position); units 2 to 5 have two (the first block strides or widens).
     assert.equal(Object.keys(table.entries).length, 3 + 9 + 4 * 2 * 9);
-    assert.equal(clock.calls(), 2 * Object.keys(table.entries).length);
+    // Every layer shape, and the call overhead once.
+    assert.equal(clock.calls(), 2 * (Object.keys(table.entries).length + 1));
+    assert.deepEqual(table.callOverhead, { medianMs: 1, p95Ms: 1 });
+    // One call's overhead is paid per layer in the table, once by the subnet.
+    const overhead = 0.25;
+    const corrected = { ...table, callOverhead: { medianMs: overhead, p95Ms: 0.5 } };
 
     const random = new Random(5);
     const subnets = [space.largest(), space.smallest()];
@@ -244,7 +277,7 @@ describe('latency profiling', () => {
     for (const spec of subnets) {
       // Every layer takes exactly 1 ms with this clock.
       const layers = layerKeys(space, spec).length;
-      assert.equal(estimateLatency(table, space, spec), layers);
+      assert.equal(estimateLatency(corrected, space, spec), overhead + layers * (1 - overhead));
     }
     const estimated = lookupLatencyTable(table, space, subnets);
     assert.equal(parseLatencyTable(estimated, 'x', space).method, 'lookup-table');
@@ -263,6 +296,8 @@ describe('latency profiling', () => {
       ['onProgress', { onProgress: 5 as any }],
       ['device.nodeName', { device: { nodeName: '' } }],
       ['device.labels.zone', { device: { labels: { zone: '' } } }],
+      ['engine', { engine: 'tensorrt' as any }],
+      ['threads', { threads: 0 }],
     ];
     for (const [name, options] of bad) {
       const message = new RegExp(`^${name.replace(/\./g, '\\.')} must`);

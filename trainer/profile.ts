@@ -9,8 +9,9 @@
  *   small LayersModel of just that layer, keyed by a canonical string of its shape; a subnet's
  *   latency is then estimated by {@link estimateLatency} from the entries of its layers.
  *
- * Every timed run is `model.predict(x)` followed by `dataSync()` on the output, so the whole
- * (asynchronous) computation is inside the measurement. Statistics are nearest-rank percentiles
+ * Every model is timed with the engine that serves it (trainer/engine.ts: ONNX Runtime on the
+ * exported model.onnx by default, or TensorFlow.js), with the same threads, and every timed run
+ * is one call of that engine up to the output's values on the CPU, as compofa-serve makes it. Statistics are nearest-rank percentiles
  * of the sorted samples: the median is the 50th, and so never above the 95th.
  *
  * The lookup-table models mirror extract.ts's layer structure (same stock layers: h-swish from a
@@ -18,10 +19,12 @@
  * default-initialised weights, which do not change latency. {@link lookupTableError} checks the
  * estimates against full measurements, which also catches the two drifting apart.
  *
- * As OFA's tables, an estimate is the plain sum of the layers' medians. Each per-layer model also
- * pays the fixed cost of a predict call, which a full model pays once; on the CPU backend that
- * cost is small next to a block's (measured here: 0.1 to 0.7 ms, against a few ms per block),
- * and subtracting it made the estimates no better, so it is not modelled.
+ * As OFA's tables, an estimate is the sum of the layers' medians, less the fixed cost of an
+ * engine call that each per-layer model pays and a full model pays once. The table measures that
+ * cost as the latency of a model that computes nothing ({@link LatencyLookupTable.callOverhead}).
+ * With TensorFlow.js it is small next to a block (0.1 to 0.7 ms against a few ms); with ONNX
+ * Runtime a whole small-preset subnet takes about as long as a dozen calls' overhead, so without
+ * the correction the estimates were 2-3x the measured latency.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -39,8 +42,24 @@ import {
   type LatencyTable,
   type TableSubject,
 } from '../compofa/tables.js';
+import {
+  DEFAULT_ENGINE,
+  ENGINES,
+  isEngine,
+  type EngineFacts,
+  type EngineName,
+} from '../compofa/engines.js';
+import { COMPOFA_VERSION } from '../compofa/version.js';
 import type { TensorFlow, TensorFlowRuntime } from './backend.js';
+import {
+  OnnxModel,
+  onnxRuntimeFacts,
+  TfjsModel,
+  tfjsEngineFacts,
+  type CompiledModel,
+} from './engine.js';
 import { buildSubnetModel, SubnetLayers } from './extract.js';
+import { exportOnnx } from './onnx/export.js';
 import { Supernet } from './supernet.js';
 
 type SymbolicTensor = tfjs.SymbolicTensor;
@@ -55,6 +74,13 @@ export interface ProfileOptions {
   readonly warmupRuns?: number;
   /** Timed predictions. Default 10 (OFA). */
   readonly timedRuns?: number;
+  /** The engine that will serve the subnets. Default {@link DEFAULT_ENGINE}. */
+  readonly engine?: EngineName;
+  /**
+   * The engine's threads, as serving will set them. Default: the engine's own (ONNX Runtime's
+   * is set per session; TensorFlow's comes from TF_NUM_INTRAOP_THREADS when it loaded).
+   */
+  readonly threads?: number;
   /** Recorded in the table, next to the facts of {@link deviceFacts}. */
   readonly device?: {
     readonly nodeName?: string;
@@ -83,6 +109,8 @@ export interface LatencyLookupTable {
   readonly settings: { readonly warmupRuns: number; readonly timedRuns: number };
   /** By {@link stemKey}, {@link blockKey} or {@link headKey}. */
   readonly entries: Readonly<Record<string, LatencyLookupEntry>>;
+  /** The latency of a call that computes nothing; absent in tables measured before it was. */
+  readonly callOverhead?: LatencyLookupEntry;
 }
 
 /** How a lookup table's estimates compare with full measurements. */
@@ -100,6 +128,8 @@ export interface LookupTableError {
 }
 
 interface Settings {
+  readonly engine: EngineName;
+  readonly threads: number | undefined;
   readonly batchSize: number;
   readonly warmupRuns: number;
   readonly timedRuns: number;
@@ -171,22 +201,22 @@ export async function profileSubnets(
   }
   if (unique.size === 0) throw new RangeError('subnets must name at least one subnet');
   const { tf } = runtime;
-  const device = latencyDevice(runtime, options);
+  const device = latencyDevice(runtime, options, settings, await engineFacts(tf, settings.engine));
   const rows: LatencyRow[] = [];
   // Latency needs only the architecture: a supernet with its initial weights will do.
   const supernet = new Supernet(tf, space, 0);
   try {
     for (const [subnet, spec] of unique) {
-      const model = buildSubnetModel(tf, supernet, spec);
+      const input: InputShape = [
+        spec.resolution,
+        spec.resolution,
+        space.architecture.inputChannels,
+      ];
+      const compiled = await compile(tf, buildSubnetModel(tf, supernet, spec), input, settings);
       try {
-        const input: InputShape = [
-          spec.resolution,
-          spec.resolution,
-          space.architecture.inputChannels,
-        ];
-        rows.push({ subnet, ...timeModel(tf, model, input, settings) });
+        rows.push({ subnet, ...(await timeModel(tf, compiled, input, settings)) });
       } finally {
-        model.dispose();
+        await compiled.dispose();
       }
       options.onProgress?.(rows.length, unique.size, subnet);
       await yieldToEventLoop();
@@ -221,15 +251,25 @@ export async function buildLatencyLookupTable(
 ): Promise<LatencyLookupTable> {
   const settings = validateOptions(options);
   const { tf } = runtime;
-  const device = latencyDevice(runtime, options);
+  const device = latencyDevice(runtime, options, settings, await engineFacts(tf, settings.engine));
   const layers = distinctLayers(space);
   const entries: Record<string, LatencyLookupEntry> = {};
   let done = 0;
   for (const [key, layer] of layers) {
-    entries[key] = timeBuiltModel(tf, settings, layer.input, layer.build);
+    entries[key] = await timeBuiltModel(tf, settings, layer.input, layer.build);
     options.onProgress?.(++done, layers.size, key);
     await yieldToEventLoop();
   }
+  // An identity of a single value: all it costs is the call.
+  const callOverhead = await timeBuiltModel(
+    tf,
+    settings,
+    [1, 1, 1],
+    (_, input) =>
+      tf.layers
+        .activation({ activation: 'linear', name: 'call_overhead' })
+        .apply(input) as SymbolicTensor,
+  );
   return {
     apiVersion: TABLE_API_VERSION,
     kind: 'LatencyLookupTable',
@@ -239,6 +279,7 @@ export async function buildLatencyLookupTable(
     batchSize: settings.batchSize,
     settings: { warmupRuns: settings.warmupRuns, timedRuns: settings.timedRuns },
     entries,
+    callOverhead,
   };
 }
 
@@ -371,8 +412,10 @@ function estimate(table: LatencyLookupTable, space: DesignSpace, spec: SubnetSpe
   }
   space.validate(spec);
   const shape = subnetShape(space.architecture, spec);
-  let medianMs = 0;
-  let p95Ms = 0;
+  // Each layer's entry paid one call; the subnet pays one in all.
+  const overhead = table.callOverhead;
+  let medianMs = overhead?.medianMs ?? 0;
+  let p95Ms = overhead?.medianMs ?? 0;
   const add = (key: string, layer: string): void => {
     const entry = table.entries[key];
     if (!entry) {
@@ -380,8 +423,8 @@ function estimate(table: LatencyLookupTable, space: DesignSpace, spec: SubnetSpe
         `the lookup table has no entry for ${layer} of ${space.format(spec)} (key ${key}); rebuild it for this space`,
       );
     }
-    medianMs += entry.medianMs;
-    p95Ms += entry.p95Ms;
+    medianMs += entry.medianMs - (overhead?.medianMs ?? 0);
+    p95Ms += entry.p95Ms - (overhead?.medianMs ?? 0);
   };
   add(stemKey(shape), 'the stem');
   for (const block of shape.blocks) add(blockKey(block), block.name);
@@ -447,51 +490,79 @@ function distinctLayers(space: DesignSpace): Map<string, LayerToTime> {
 }
 
 /** Builds a model of one input, times it and disposes it. */
-function timeBuiltModel(
+async function timeBuiltModel(
   tf: TensorFlow,
   settings: Settings,
   inputShape: InputShape,
   build: (layers: SubnetLayers, input: SymbolicTensor) => SymbolicTensor,
-): LatencyLookupEntry {
+): Promise<LatencyLookupEntry> {
   const input = tf.input({ shape: [...inputShape], name: 'lut_input' });
   const layers = new SubnetLayers(tf);
   const model = tf.model({ inputs: input, outputs: build(layers, input) });
   layers.applyWeights();
+  const compiled = await compile(tf, model, inputShape, settings, 'layer');
   try {
-    return timeModel(tf, model, inputShape, settings);
+    return await timeModel(tf, compiled, inputShape, settings);
+  } finally {
+    await compiled.dispose();
+  }
+}
+
+/** The facts of `engine` as profiling records them. */
+async function engineFacts(tf: TensorFlow, engine: EngineName): Promise<EngineFacts> {
+  return engine === 'tfjs' ? tfjsEngineFacts(tf) : onnxRuntimeFacts();
+}
+
+/**
+ * `model` as the engine will serve it: for ONNX Runtime exported to ONNX and compiled (the
+ * LayersModel is then disposed), for tfjs the LayersModel itself.
+ */
+async function compile(
+  tf: TensorFlow,
+  model: tfjs.LayersModel,
+  inputShape: InputShape,
+  settings: Settings,
+  part: 'network' | 'layer' = 'network',
+): Promise<CompiledModel> {
+  if (settings.engine === 'tfjs') {
+    return new TfjsModel(tf, model, tfjsEngineFacts(tf), inputShape);
+  }
+  try {
+    const bytes = exportOnnx(model, {
+      metadata: {},
+      producerVersion: COMPOFA_VERSION,
+      // A layer inside a network reads and writes NCHW: no transposes that the whole avoids.
+      interfaceLayout: part === 'layer' ? 'nchw' : 'nhwc',
+    });
+    return await OnnxModel.create(bytes, { threads: settings.threads });
   } finally {
     model.dispose();
   }
 }
 
-/** Warm-up, then timed `predict` + `dataSync` runs on one fixed random input. */
-function timeModel(
+/** Warm-up, then timed runs of the engine on one fixed random input. */
+async function timeModel(
   tf: TensorFlow,
-  model: tfjs.LayersModel,
+  model: CompiledModel,
   inputShape: InputShape,
   settings: Settings,
-): LatencyLookupEntry {
-  const x = tf.randomUniform([settings.batchSize, ...inputShape], 0, 1, 'float32', INPUT_SEED);
-  try {
-    const run = (): void => {
-      const output = model.predict(x);
-      const outputs = Array.isArray(output) ? output : [output];
-      for (const tensor of outputs) tensor.dataSync();
-      tf.dispose(outputs);
-    };
-    for (let i = 0; i < settings.warmupRuns; i++) run();
-    const samples: number[] = [];
-    for (let i = 0; i < settings.timedRuns; i++) {
-      const start = settings.now();
-      run();
-      const end = settings.now();
-      samples.push(Number(end - start) / 1e6);
-    }
-    samples.sort((a, b) => a - b);
-    return { medianMs: percentile(samples, 50), p95Ms: percentile(samples, 95) };
-  } finally {
-    x.dispose();
+): Promise<LatencyLookupEntry> {
+  const x = tf.tidy(
+    () =>
+      tf
+        .randomUniform([settings.batchSize, ...inputShape], 0, 1, 'float32', INPUT_SEED)
+        .dataSync() as Float32Array,
+  );
+  for (let i = 0; i < settings.warmupRuns; i++) await model.run(x, settings.batchSize);
+  const samples: number[] = [];
+  for (let i = 0; i < settings.timedRuns; i++) {
+    const start = settings.now();
+    await model.run(x, settings.batchSize);
+    const end = settings.now();
+    samples.push(Number(end - start) / 1e6);
   }
+  samples.sort((a, b) => a - b);
+  return { medianMs: percentile(samples, 50), p95Ms: percentile(samples, 95) };
 }
 
 /** Nearest-rank percentile of ascending `sorted` (non-empty). */
@@ -501,13 +572,22 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[rank - 1] ?? Number.NaN;
 }
 
-function latencyDevice(runtime: TensorFlowRuntime, options: ProfileOptions): LatencyDevice {
+function latencyDevice(
+  runtime: TensorFlowRuntime,
+  options: ProfileOptions,
+  settings: Settings,
+  engine: EngineFacts,
+): LatencyDevice {
   const nodeName = options.device?.nodeName;
   const labels = options.device?.labels;
+  const facts = deviceFacts(runtime);
   return {
     ...(nodeName === undefined ? {} : { nodeName }),
     ...(labels === undefined ? {} : { labels: { ...labels } }),
-    ...deviceFacts(runtime),
+    ...facts,
+    threads: settings.threads ?? facts.threads,
+    engine: engine.name,
+    engineVersion: engine.version,
   };
 }
 
@@ -541,7 +621,15 @@ function validateOptions(options: ProfileOptions): Settings {
         throw new RangeError(`device.labels.${key} must be a non-empty string`);
     }
   }
+  const engine: unknown = options.engine ?? DEFAULT_ENGINE;
+  if (!isEngine(engine)) {
+    throw new RangeError(
+      `engine must be one of ${ENGINES.join(', ')}, got ${JSON.stringify(engine)}`,
+    );
+  }
   return {
+    engine,
+    threads: options.threads === undefined ? undefined : integer('threads', options.threads, 1, 1),
     batchSize: integer('batchSize', options.batchSize, 1, DEFAULTS.batchSize),
     warmupRuns: integer('warmupRuns', options.warmupRuns, 0, DEFAULTS.warmupRuns),
     timedRuns: integer('timedRuns', options.timedRuns, 1, DEFAULTS.timedRuns),

@@ -931,7 +931,7 @@ export interface MeasuredOn {
    */
   readonly gpuModel?: string;
   /**
-   * Threads TensorFlow used.
+   * Threads the engine used.
    *
    * Constraints: >= 0.
    */
@@ -953,6 +953,20 @@ export interface MeasuredOn {
    * default for both).
    */
   readonly oneDnn?: boolean;
+  /**
+   * The inference engine the subnets were timed with, the one serving pods run (onnxruntime on
+   * model.onnx, or tfjs); unset for tables written before engines were recorded, which were
+   * measured with tfjs.
+   *
+   * Constraints: at most 63 characters.
+   */
+  readonly engine?: string;
+  /**
+   * The engine's version (onnxruntime-node's, or TensorFlow's for tfjs).
+   *
+   * Constraints: at most 63 characters.
+   */
+  readonly engineVersion?: string;
 }
 
 /** What the supernet is trained and evaluated on. */

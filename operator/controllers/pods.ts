@@ -21,6 +21,7 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 
+import { DEFAULT_ENGINE, type EngineName } from '../../compofa/engines.js';
 import type { OperatorConfig } from '../config.js';
 import type { Toleration } from '../api/index.js';
 
@@ -264,17 +265,27 @@ export function resourceRequirements(
 }
 
 /**
- * TensorFlow's thread pools sized to the CPU request (whole cores, at least one), so that a
- * profiling pod and a serving pod on the same device use the same threads, and a container does
- * not start one thread per core of the node. None when no CPU is requested.
+ * The engine every profiling and serving pod runs subnets with, so that a latency table measures
+ * what serves (the runtime image's `compofa profile` and `compofa-serve` both read it).
  */
-export function threadEnv(cpu: number | string | undefined): V1EnvVar[] {
-  if (cpu === undefined) return [];
+export const SERVING_ENGINE: EngineName = DEFAULT_ENGINE;
+
+/**
+ * The serving engine, and its thread pools sized to the CPU request (whole cores, at least one),
+ * so that a profiling pod and a serving pod on the same device run the same engine on the same
+ * threads, and a container does not start one thread per core of the node (no threads setting
+ * when no CPU is requested). TensorFlow's variables too, for a pod that runs tfjs.
+ */
+export function engineEnv(cpu: number | string | undefined): V1EnvVar[] {
+  const engine = { name: 'COMPOFA_ENGINE', value: SERVING_ENGINE };
+  if (cpu === undefined) return [engine];
   const text = String(cpu);
   const cores = text.endsWith('m') ? Number(text.slice(0, -1)) / 1000 : Number(text);
-  if (!Number.isFinite(cores) || cores <= 0) return [];
+  if (!Number.isFinite(cores) || cores <= 0) return [engine];
   const threads = String(Math.max(1, Math.floor(cores)));
   return [
+    engine,
+    { name: 'COMPOFA_THREADS', value: threads },
     { name: 'TF_NUM_INTRAOP_THREADS', value: threads },
     { name: 'TF_NUM_INTEROP_THREADS', value: threads },
   ];

@@ -38,7 +38,7 @@ import { installCrds } from '../harness/crds.js';
 import { finishJob } from '../harness/pods.js';
 import { createResource, withResourceQuota } from '../harness/resources.js';
 import { waitFor } from '../harness/wait.js';
-import { latencyTable } from '../fixtures/tables.js';
+import { latencyTable, ONNX_RUNTIME_VERSION } from '../fixtures/tables.js';
 
 const NAMESPACE = 'profiles';
 const ARM = {
@@ -117,6 +117,8 @@ describe('the LatencyProfile controller', () => {
     assert.deepEqual(container.args?.slice(0, 1), ['profile']);
     assert.ok(container.args.join(' ').includes('--warmup-runs 2 --timed-runs 5'));
     assert.equal(container.env?.find((e) => e.name === 'TF_NUM_INTRAOP_THREADS')?.value, '2');
+    assert.equal(container.env.find((e) => e.name === 'COMPOFA_THREADS')?.value, '2');
+    assert.equal(container.env.find((e) => e.name === 'COMPOFA_ENGINE')?.value, 'onnxruntime');
     assert.equal(
       pod.volumes?.some((v) => v.persistentVolumeClaim),
       false,
@@ -146,6 +148,8 @@ describe('the LatencyProfile controller', () => {
     assert.equal(status.measuredOn?.node, 'arm-edge-1');
     assert.equal(status.measuredOn.cpuModel, 'test CPU');
     assert.equal(status.measuredOn.oneDnn, false, 'the status schema keeps the oneDNN setting');
+    assert.equal(status.measuredOn.engine, 'onnxruntime', 'and the engine');
+    assert.equal(status.measuredOn.engineVersion, ONNX_RUNTIME_VERSION);
   });
 
   it('validates an external table without running a Job', async () => {
@@ -188,6 +192,33 @@ describe('the LatencyProfile controller', () => {
     assert.match(
       ready.message,
       /was measured for architecture [0-9a-f]{16}, not [0-9a-f]{16} \(preset small\)/,
+    );
+  });
+
+  it('refuses a table measured with another engine than the serving pods run, naming both', async () => {
+    const measured = latencyTable();
+    const tfjsTable = {
+      ...measured,
+      device: {
+        cpuModel: 'Cortex-A78',
+        threads: 4,
+        backend: 'tensorflow',
+        tensorflowVersion: '2.21.0',
+      },
+    };
+    await core.createNamespacedConfigMap({
+      namespace: NAMESPACE,
+      body: { metadata: { name: 'tfjs-table' }, data: { 'latency.json': formatTable(tfjsTable) } },
+    });
+    await create('tfjs-measured', {
+      device: { nodeSelector: { 'kubernetes.io/arch': 'amd64' } },
+      external: { configMapName: 'tfjs-table' },
+    });
+    const { status, ready } = await readyWhen('tfjs-measured', 'EngineMismatch');
+    assert.equal(status.phase, 'Failed');
+    assert.match(
+      ready.message,
+      /latency\.json was measured with tfjs 2\.21\.0, but serving pods run onnxruntime; profile again with the engine that serves/,
     );
   });
 

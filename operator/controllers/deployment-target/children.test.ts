@@ -94,6 +94,8 @@ describe('the children of a DeploymentTarget', () => {
     assert.equal(env.COMPOFA_LATENCY_TOLERANCE, '0.25');
     assert.equal(env.COMPOFA_LATENCY_STATISTIC, 'median', 'the statistic the budget bounds');
     assert.equal(env.TF_NUM_INTRAOP_THREADS, '2', 'the same threads as its profile');
+    assert.equal(env.COMPOFA_THREADS, '2', 'the same threads as its profile');
+    assert.equal(env.COMPOFA_ENGINE, 'onnxruntime', 'the same engine as its profile');
     assert.equal(container.readinessProbe?.httpGet?.path, '/v2/health/ready');
     assert.equal(container.livenessProbe?.httpGet?.path, '/v2/health/live');
     assert.equal(

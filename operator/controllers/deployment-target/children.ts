@@ -19,7 +19,7 @@ import {
   compofaContainer,
   resourceRequirements,
   securePodSpec,
-  threadEnv,
+  engineEnv,
 } from '../pods.js';
 import { modelPath, type SupernetTraining } from '../supernet-training/children.js';
 import { GENERATION_ANNOTATION, SUBNET_ANNOTATION, type Revision } from './rollout.js';
@@ -119,7 +119,7 @@ export function servingDeployment(
       { name: 'COMPOFA_LATENCY_BUDGET_MS', value: String(spec.latencyBudgetMs) },
       { name: 'COMPOFA_LATENCY_TOLERANCE', value: String(spec.drift?.tolerance ?? 0.1) },
       { name: 'COMPOFA_LATENCY_STATISTIC', value: spec.latencyStatistic ?? 'p95' },
-      ...threadEnv(resources.cpu),
+      ...engineEnv(resources.cpu),
     ],
   });
   return {

@@ -51,6 +51,7 @@ const TERMINAL = new Set([
   'NothingFitsBudget',
   'BelowAccuracyFloor',
   'ArchitectureMismatch',
+  'EngineMismatch',
   'InvalidTable',
 ]);
 
@@ -107,7 +108,9 @@ export class DeploymentTargetReconciler {
     const tableRef = profile?.status?.phase === 'Ready' ? profile.status.tableRef : undefined;
     const profileReady = profile?.status?.conditions?.find((c) => c.type === 'Ready');
     const profileReason =
-      profileReady?.reason === 'NoMatchingNodes' || profileReady?.reason === 'ArchitectureMismatch'
+      profileReady?.reason === 'NoMatchingNodes' ||
+      profileReady?.reason === 'ArchitectureMismatch' ||
+      profileReady?.reason === 'EngineMismatch'
         ? profileReady.reason
         : profile?.status?.phase === 'Failed'
           ? 'ProfileFailed'

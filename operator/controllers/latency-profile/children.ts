@@ -15,7 +15,7 @@ import {
   reporterObjects,
   resourceRequirements,
   securePodSpec,
-  threadEnv,
+  engineEnv,
   type ReporterObjects,
 } from '../pods.js';
 
@@ -81,7 +81,7 @@ export function profileJob(
             '--json',
           ],
           resources: resourceRequirements(device.resources ?? {}, 0),
-          env: threadEnv(device.resources?.cpu),
+          env: engineEnv(device.resources?.cpu),
         }),
       ],
       nodeSelector: device.nodeSelector,

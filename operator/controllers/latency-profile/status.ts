@@ -6,11 +6,13 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node';
 
 import { architectureKey, ARCHITECTURE_PRESETS } from '../../../compofa/architecture.js';
 import { createDesignSpace } from '../../../compofa/design-space.js';
-import { parseLatencyTable } from '../../../compofa/tables.js';
+import { describeEngine } from '../../../compofa/engines.js';
+import { parseLatencyTable, tableEngine } from '../../../compofa/tables.js';
 import type { LatencyProfileStatus, MeasuredOn } from '../../api/index.js';
 import { setCondition } from '../../runtime/conditions.js';
 import type { TransitionEvent } from '../common.js';
 import { jobState, podTrouble } from '../jobs.js';
+import { SERVING_ENGINE } from '../pods.js';
 import type { LatencyProfile } from './children.js';
 
 /** The report key `compofa profile` publishes its table under. */
@@ -204,7 +206,11 @@ function validateTable(
   key: string,
 ):
   | { ok: true; rows: number; measuredOn: MeasuredOn; measuredAt: string }
-  | { ok: false; reason: 'InvalidTable' | 'ArchitectureMismatch'; message: string } {
+  | {
+      ok: false;
+      reason: 'InvalidTable' | 'ArchitectureMismatch' | 'EngineMismatch';
+      message: string;
+    } {
   if (text === undefined)
     return { ok: false, reason: 'InvalidTable', message: `${where} does not exist` };
   let json: unknown;
@@ -240,6 +246,15 @@ function validateTable(
       };
     }
     const device = table.device;
+    // A table of another engine describes latencies that no serving pod will have.
+    const engine = tableEngine(table);
+    if (engine.name !== SERVING_ENGINE) {
+      return {
+        ok: false,
+        reason: 'EngineMismatch',
+        message: `${where} was measured with ${describeEngine(engine)}, but serving pods run ${SERVING_ENGINE}; profile again with the engine that serves`,
+      };
+    }
     const measuredOn: MeasuredOn = {
       cpuModel: device.cpuModel,
       threads: device.threads,
@@ -250,6 +265,8 @@ function validateTable(
         ? {}
         : { tensorflowVersion: device.tensorflowVersion }),
       ...(device.oneDnn === undefined ? {} : { oneDnn: device.oneDnn }),
+      engine: engine.name,
+      ...(device.engineVersion === undefined ? {} : { engineVersion: device.engineVersion }),
     };
     return { ok: true, rows: table.rows.length, measuredOn, measuredAt: table.measuredAt };
   } catch (error) {
