@@ -8,6 +8,12 @@ export const ENGINES = ['onnxruntime', 'tfjs'] as const;
 export type EngineName = (typeof ENGINES)[number];
 export const DEFAULT_ENGINE: EngineName = 'onnxruntime';
 
+/**
+ * The onnxruntime-node version this release pins (package.json; a test keeps the two equal), so
+ * the version its runtime image profiles and serves with, known without loading the engine.
+ */
+export const ONNX_RUNTIME_VERSION = '1.30.0';
+
 /** An engine and its version: onnxruntime-node's, or TensorFlow's (the C library) for tfjs. */
 export interface EngineFacts {
   readonly name: EngineName;

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { architectureKey, SMALL_ARCHITECTURE } from '../compofa/architecture.js';
 import { CompoundSpace } from '../compofa/design-space.js';
 import { TABLE_API_VERSION, writeTable } from '../compofa/tables.js';
-import { ONNX_RUNTIME_VERSION, TEST_DEVICE } from '../test/fixtures/tables.js';
+import { ONNX_RUNTIME_VERSION } from '../compofa/engines.js';
+import { TEST_DEVICE } from '../test/fixtures/tables.js';
 import { runCommand, type CommandResult } from '../test/harness/run-command.js';
 
 const cli = fileURLToPath(new URL('cli.ts', import.meta.url));

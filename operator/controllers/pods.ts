@@ -21,7 +21,7 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 
-import { DEFAULT_ENGINE, type EngineName } from '../../compofa/engines.js';
+import { DEFAULT_ENGINE, ONNX_RUNTIME_VERSION, type EngineFacts } from '../../compofa/engines.js';
 import type { OperatorConfig } from '../config.js';
 import type { Toleration } from '../api/index.js';
 
@@ -268,7 +268,7 @@ export function resourceRequirements(
  * The engine every profiling and serving pod runs subnets with, so that a latency table measures
  * what serves (the runtime image's `compofa profile` and `compofa-serve` both read it).
  */
-export const SERVING_ENGINE: EngineName = DEFAULT_ENGINE;
+export const SERVING_ENGINE: EngineFacts = { name: DEFAULT_ENGINE, version: ONNX_RUNTIME_VERSION };
 
 /**
  * The serving engine, and its thread pools sized to the CPU request (whole cores, at least one),
@@ -277,7 +277,7 @@ export const SERVING_ENGINE: EngineName = DEFAULT_ENGINE;
  * when no CPU is requested). TensorFlow's variables too, for a pod that runs tfjs.
  */
 export function engineEnv(cpu: number | string | undefined): V1EnvVar[] {
-  const engine = { name: 'COMPOFA_ENGINE', value: SERVING_ENGINE };
+  const engine = { name: 'COMPOFA_ENGINE', value: SERVING_ENGINE.name };
   if (cpu === undefined) return [engine];
   const text = String(cpu);
   const cores = text.endsWith('m') ? Number(text.slice(0, -1)) / 1000 : Number(text);

@@ -38,7 +38,8 @@ import { installCrds } from '../harness/crds.js';
 import { finishJob } from '../harness/pods.js';
 import { createResource, withResourceQuota } from '../harness/resources.js';
 import { waitFor } from '../harness/wait.js';
-import { latencyTable, ONNX_RUNTIME_VERSION } from '../fixtures/tables.js';
+import { ONNX_RUNTIME_VERSION } from '../../compofa/engines.js';
+import { latencyTable } from '../fixtures/tables.js';
 
 const NAMESPACE = 'profiles';
 const ARM = {
@@ -218,7 +219,7 @@ describe('the LatencyProfile controller', () => {
     assert.equal(status.phase, 'Failed');
     assert.match(
       ready.message,
-      /latency\.json was measured with tfjs 2\.21\.0, but serving pods run onnxruntime; profile again with the engine that serves/,
+      /latency\.json was measured with tfjs 2\.21\.0, but the model is served with onnxruntime 1\.30\.0; profile again with the engine that serves/,
     );
   });
 

@@ -6,7 +6,7 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node';
 
 import { architectureKey, ARCHITECTURE_PRESETS } from '../../../compofa/architecture.js';
 import { createDesignSpace } from '../../../compofa/design-space.js';
-import { describeEngine } from '../../../compofa/engines.js';
+import { engineMismatch } from '../../../compofa/engines.js';
 import { parseLatencyTable, tableEngine } from '../../../compofa/tables.js';
 import type { LatencyProfileStatus, MeasuredOn } from '../../api/index.js';
 import { setCondition } from '../../runtime/conditions.js';
@@ -248,13 +248,8 @@ function validateTable(
     const device = table.device;
     // A table of another engine describes latencies that no serving pod will have.
     const engine = tableEngine(table);
-    if (engine.name !== SERVING_ENGINE) {
-      return {
-        ok: false,
-        reason: 'EngineMismatch',
-        message: `${where} was measured with ${describeEngine(engine)}, but serving pods run ${SERVING_ENGINE}; profile again with the engine that serves`,
-      };
-    }
+    const mismatch = engineMismatch(engine, SERVING_ENGINE, where);
+    if (mismatch) return { ok: false, reason: 'EngineMismatch', message: mismatch };
     const measuredOn: MeasuredOn = {
       cpuModel: device.cpuModel,
       threads: device.threads,
