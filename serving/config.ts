@@ -36,7 +36,13 @@ export interface ServingConfig {
   readonly maxQueuedRows: number;
   /** Largest accepted request body. */
   readonly maxBodyBytes: number;
-  /** How long SIGTERM waits for in-flight requests before exiting anyway. */
+  /**
+   * How long after SIGTERM the server goes on accepting and answering requests, unready, before
+   * it stops listening: the time Kubernetes takes to remove the pod from its Service's endpoints
+   * (kube-proxy and load balancers keep sending until then; a closed listener would refuse them).
+   */
+  readonly shutdownDelayMs: number;
+  /** How long SIGTERM waits for in-flight requests, after the shutdown delay, before exiting anyway. */
   readonly drainTimeoutMs: number;
   readonly logLevel: LogLevel;
   /**
@@ -121,6 +127,11 @@ const SETTINGS = {
     env: 'COMPOFA_MAX_BODY_BYTES',
     default: String(16 * 1024 * 1024),
     help: 'largest request body',
+  },
+  'shutdown-delay-ms': {
+    env: 'COMPOFA_SHUTDOWN_DELAY_MS',
+    default: '0',
+    help: 'SIGTERM: keep accepting (unready) this long before closing the listener',
   },
   'drain-timeout-ms': {
     env: 'COMPOFA_DRAIN_TIMEOUT_MS',
@@ -261,6 +272,7 @@ export function parseConfig(
       : undefined,
     maxQueuedRows: Math.max(integer('max-queued-rows', 1, 1_000_000), maxRequestBatch),
     maxBodyBytes: integer('max-body-bytes', 1024, 1024 * 1024 * 1024),
+    shutdownDelayMs: integer('shutdown-delay-ms', 0, 600_000),
     drainTimeoutMs: integer('drain-timeout-ms', 0, 3_600_000),
     logLevel,
     threads: raw('threads') === undefined ? undefined : integer('threads', 1, 256),

@@ -1,7 +1,8 @@
 /**
  * The serving pod's life: listen at once (so liveness answers while the model loads), load and
- * warm up the model, then turn ready; on shutdown turn unready at once, let accepted requests
- * finish within the drain timeout, and close.
+ * warm up the model, then turn ready; on shutdown turn unready at once, go on accepting and
+ * answering for the shutdown delay (while the pod leaves its Service's endpoints), then stop
+ * listening, let accepted requests finish within the drain timeout, and close.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -65,12 +66,10 @@ export async function startServing(
 
   let stopping: Promise<boolean> | undefined;
   const shutdown = (): Promise<boolean> => {
-    stopping ??= drainAndClose(server, state, config.drainTimeoutMs, logger).then(
-      async (drained) => {
-        await (await loaded.catch(() => undefined))?.dispose();
-        return drained;
-      },
-    );
+    stopping ??= drainAndClose(server, state, config, logger).then(async (drained) => {
+      await (await loaded.catch(() => undefined))?.dispose();
+      return drained;
+    });
     return stopping;
   };
   return { port, state, loaded, shutdown };
@@ -117,10 +116,19 @@ function listen(server: Server, host: string, port: number): Promise<void> {
 async function drainAndClose(
   server: Server,
   state: ServingState,
-  timeoutMs: number,
+  config: Pick<ServingConfig, 'shutdownDelayMs' | 'drainTimeoutMs'>,
   logger: Logger,
 ): Promise<boolean> {
   state.startDraining();
+  const timeoutMs = config.drainTimeoutMs;
+  if (config.shutdownDelayMs > 0) {
+    // Unready, and every response asks for a new connection, but still listening: requests that
+    // kube-proxy routes here until the endpoints update are answered, not refused.
+    logger.info('shutdown delay: still accepting while unready', {
+      delayMs: config.shutdownDelayMs,
+    });
+    await delay(config.shutdownDelayMs);
+  }
   logger.info('draining', { inFlight: state.inFlight, timeoutMs });
   const closed = new Promise<void>((resolve) => {
     server.close(() => {

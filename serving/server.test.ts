@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 
 import type * as tfjs from '@tensorflow/tfjs';
@@ -755,6 +756,86 @@ describe('inference server', () => {
       assert.equal(ok(second), (ok(first) || 0) + 1);
       assert.match(second, /compofa_inference_duration_seconds_bucket\{le="0\.0005",/);
       assert.match(second, /^compofa_http_requests_in_flight 1$/m);
+    });
+  });
+
+  describe('shutdown under load', () => {
+    /**
+     * Sends infer requests, each on a new connection (as kube-proxy spreads new connections), from
+     * `clients` loops until `until` resolves; returns every answer's status or error code.
+     */
+    async function load(port: number, clients: number, until: Promise<void>): Promise<string[]> {
+      let stopped = false;
+      void until.then(() => (stopped = true));
+      const body = JSON.stringify(infer([image(1)]));
+      const results: string[] = [];
+      const once = () =>
+        new Promise<string>((resolve) => {
+          const request = httpRequest(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/v2/models/compofa/infer',
+              method: 'POST',
+              agent: false,
+              headers: { 'content-type': 'application/json', 'content-length': body.length },
+            },
+            (response) => {
+              response.resume();
+              response.on('end', () => {
+                resolve(String(response.statusCode));
+              });
+              response.on('error', (error: NodeJS.ErrnoException) => {
+                resolve(error.code ?? 'error');
+              });
+            },
+          );
+          request.on('error', (error: NodeJS.ErrnoException) => {
+            resolve(error.code ?? 'error');
+          });
+          request.end(body);
+        });
+      await Promise.all(
+        Array.from({ length: clients }, async () => {
+          // Bounded: at most 2,000 requests per client.
+          for (let i = 0; i < 2000 && !stopped; i++) results.push(await once());
+        }),
+      );
+      return results;
+    }
+
+    /** Starts a server, shuts it down 100 ms into the load, and stops the load 300 ms later. */
+    async function shutDownUnderLoad(delayMs: number): Promise<string[]> {
+      const { server } = await start('--shutdown-delay-ms', String(delayMs));
+      let endpointsRemoved!: () => void;
+      const until = new Promise<void>((resolve) => (endpointsRemoved = resolve));
+      const sent = load(server.port, 3, until);
+      await delay(100);
+      const stopping = server.shutdown();
+      // The pod leaves its Service's endpoints a moment after SIGTERM: no new requests after that.
+      await delay(300);
+      endpointsRemoved();
+      const results = await sent;
+      assert.equal(await stopping, true, 'every accepted request finished');
+      return results;
+    }
+
+    it('answers every request that arrives during the shutdown delay, then stops', async () => {
+      const results = await shutDownUnderLoad(600);
+      assert.ok(results.length > 20, `only ${results.length} requests were sent`);
+      assert.deepEqual(
+        results.filter((status) => status !== '200'),
+        [],
+        `${results.length} requests`,
+      );
+    });
+
+    it('without a shutdown delay refuses the requests that arrive before the endpoints update', async () => {
+      const results = await shutDownUnderLoad(0);
+      assert.ok(
+        results.some((status) => status === 'ECONNREFUSED' || status === 'ECONNRESET'),
+        `no request failed out of ${results.length}: ${[...new Set(results)].join(', ')}`,
+      );
     });
   });
 });

@@ -96,6 +96,11 @@ describe('the children of a DeploymentTarget', () => {
     assert.equal(env.TF_NUM_INTRAOP_THREADS, '2', 'the same threads as its profile');
     assert.equal(env.COMPOFA_THREADS, '2', 'the same threads as its profile');
     assert.equal(env.COMPOFA_ENGINE, 'onnxruntime', 'the same engine as its profile');
+    // Answers for 5 s after SIGTERM while it leaves the Service, drains for up to 30 s, and the
+    // grace period covers both.
+    assert.equal(env.COMPOFA_SHUTDOWN_DELAY_MS, '5000');
+    assert.equal(env.COMPOFA_DRAIN_TIMEOUT_MS, '30000');
+    assert.equal(pod.terminationGracePeriodSeconds, 40);
     assert.equal(container.readinessProbe?.httpGet?.path, '/v2/health/ready');
     assert.equal(container.livenessProbe?.httpGet?.path, '/v2/health/live');
     assert.equal(

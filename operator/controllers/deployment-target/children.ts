@@ -66,6 +66,17 @@ export function targetProfile(
   };
 }
 
+/**
+ * How a serving pod leaves: after SIGTERM it answers (unready) for the shutdown delay, long
+ * enough for kube-proxy to drop it from the Service, then drains in-flight requests; the grace
+ * period covers both, so a rollout or re-selection under load refuses no request.
+ */
+export const SERVING_SHUTDOWN = {
+  delayMs: 5_000,
+  drainTimeoutMs: 30_000,
+  marginSeconds: 5,
+} as const;
+
 /** Names of the serving objects. */
 export function servingNames(target: DeploymentTarget) {
   return { deployment: childName(target.metadata.name, 'serving'), service: target.metadata.name };
@@ -119,6 +130,8 @@ export function servingDeployment(
       { name: 'COMPOFA_LATENCY_BUDGET_MS', value: String(spec.latencyBudgetMs) },
       { name: 'COMPOFA_LATENCY_TOLERANCE', value: String(spec.drift?.tolerance ?? 0.1) },
       { name: 'COMPOFA_LATENCY_STATISTIC', value: spec.latencyStatistic ?? 'p95' },
+      { name: 'COMPOFA_SHUTDOWN_DELAY_MS', value: String(SERVING_SHUTDOWN.delayMs) },
+      { name: 'COMPOFA_DRAIN_TIMEOUT_MS', value: String(SERVING_SHUTDOWN.drainTimeoutMs) },
       ...engineEnv(resources.cpu),
     ],
   });
@@ -145,23 +158,30 @@ export function servingDeployment(
             [GENERATION_ANNOTATION]: String(served.supernetGeneration),
           },
         },
-        spec: securePodSpec(config, {
-          restartPolicy: 'Always',
-          ...(config.servingServiceAccount
-            ? { serviceAccountName: config.servingServiceAccount }
-            : {}),
-          mountToken: false,
-          containers: [
-            Object.assign(container, {
-              ports: [{ name: SERVING_PORT_NAME, containerPort: port, protocol: 'TCP' }],
-              readinessProbe: probe('/v2/health/ready'),
-              livenessProbe: { ...probe('/v2/health/live'), initialDelaySeconds: 10 },
-            }),
-          ],
-          volumes: [artifacts.volume],
-          nodeSelector: spec.device.nodeSelector,
-          ...(spec.device.tolerations ? { tolerations: spec.device.tolerations } : {}),
-        }),
+        spec: Object.assign(
+          securePodSpec(config, {
+            restartPolicy: 'Always',
+            ...(config.servingServiceAccount
+              ? { serviceAccountName: config.servingServiceAccount }
+              : {}),
+            mountToken: false,
+            containers: [
+              Object.assign(container, {
+                ports: [{ name: SERVING_PORT_NAME, containerPort: port, protocol: 'TCP' }],
+                readinessProbe: probe('/v2/health/ready'),
+                livenessProbe: { ...probe('/v2/health/live'), initialDelaySeconds: 10 },
+              }),
+            ],
+            volumes: [artifacts.volume],
+            nodeSelector: spec.device.nodeSelector,
+            ...(spec.device.tolerations ? { tolerations: spec.device.tolerations } : {}),
+          }),
+          {
+            terminationGracePeriodSeconds:
+              Math.ceil((SERVING_SHUTDOWN.delayMs + SERVING_SHUTDOWN.drainTimeoutMs) / 1000) +
+              SERVING_SHUTDOWN.marginSeconds,
+          },
+        ),
       },
     },
   };
