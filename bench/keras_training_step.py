@@ -34,6 +34,8 @@ import sys
 import time
 from collections import defaultdict
 
+from tf_threads import tensorflow_with_threads
+
 
 def log(message):
     print(f"[keras] {message}", file=sys.stderr, flush=True)
@@ -49,17 +51,11 @@ def parse_args():
 
 
 ARGS = parse_args()
-os.environ["TF_NUM_INTRAOP_THREADS"] = str(ARGS.threads)
-os.environ["TF_NUM_INTEROP_THREADS"] = str(ARGS.threads)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf = tensorflow_with_threads(ARGS.threads)
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
-
-tf.config.threading.set_intra_op_parallelism_threads(ARGS.threads)
-tf.config.threading.set_inter_op_parallelism_threads(ARGS.threads)
 
 ACTIVATIONS = {"relu": "relu", "h_swish": "hard_swish", "h_sigmoid": "hard_sigmoid"}
 

@@ -23,7 +23,7 @@ import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -37,6 +37,7 @@ import { ServedModel } from '../serving/model.js';
 import { DEFAULT_ENGINE } from '../compofa/engines.js';
 import { writeServedModel, type ServedSubnet } from '../test/fixtures/served-model.js';
 import { loadTensorFlow } from '../trainer/backend.js';
+import { postInfer } from './report.js';
 
 const MAIN = fileURLToPath(new URL('../serving/main.ts', import.meta.url));
 const SATURATION_CONNECTIONS = 64;
@@ -70,46 +71,6 @@ function summarize(latenciesMs: number[], errors: number, seconds: number): Late
 }
 
 /**
- * One v2 infer request over a kept-alive connection; resolves with its round-trip time and the
- * inference time the server reports in its Server-Timing header.
- */
-function request(
-  agent: Agent,
-  port: number,
-  body: string,
-  headers: Readonly<Record<string, string>> = {},
-): Promise<{ roundTripMs: number; inferenceMs: number }> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const call = httpRequest(
-      {
-        agent,
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v2/models/compofa/infer',
-        headers: {
-          ...headers,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () => {
-          const timing = /inference;dur=([\d.]+)/.exec(String(response.headers['server-timing']));
-          if (response.statusCode === 200 && timing?.[1]) {
-            resolve({ roundTripMs: performance.now() - started, inferenceMs: Number(timing[1]) });
-          } else reject(new Error(`status ${response.statusCode ?? '?'}`));
-        });
-      },
-    );
-    call.on('error', reject);
-    call.end(body);
-  });
-}
-
-/**
  * The same image through `model.predict` in-process and through the server, alternating call by
  * call for `seconds`, so that both see the same machine (a shared machine's speed drifts by tens
  * of percent between one minute and the next). The overhead is the median of the paired
@@ -140,13 +101,13 @@ async function sideBySide(
   let errors = 0;
   const end = performance.now() + seconds * 1000;
   try {
-    await request(agent, port, body); // opens the connections
-    await request(bareAgent, barePort, body, { 'x-busy-ms': '1' });
+    await postInfer(agent, port, body); // opens the connections
+    await postInfer(bareAgent, barePort, body, { 'x-busy-ms': '1' });
     while (performance.now() < end) {
       const started = performance.now();
       await model.predict(image, 1);
       const direct = performance.now() - started;
-      const served = await request(agent, port, body).catch(() => {
+      const served = await postInfer(agent, port, body).catch(() => {
         errors++;
         return undefined;
       });
@@ -155,7 +116,7 @@ async function sideBySide(
       remote.push(served.roundTripMs);
       differences.push(served.roundTripMs - direct);
       around.push(served.roundTripMs - served.inferenceMs);
-      const bare = await request(bareAgent, barePort, body, {
+      const bare = await postInfer(bareAgent, barePort, body, {
         'x-busy-ms': served.inferenceMs.toFixed(3),
       });
       floor.push(bare.roundTripMs - bare.inferenceMs);

@@ -43,7 +43,7 @@
  *   second one with its ops attributed to forward, backward and optimizer, and a TensorFlow
  *   profiler trace of Keras steps, all per TensorFlow op type.
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -60,6 +60,7 @@ import { deriveSeed, Random } from '../compofa/random.js';
 import { loadTensorFlow, type TensorFlow } from '../trainer/backend.js';
 import { BN_EPSILON, BN_MOMENTUM, Supernet } from '../trainer/supernet.js';
 import { paperSchedule, trainStep } from '../trainer/train.js';
+import { benchPython } from './report.js';
 
 /** The goal: tfjs steps/s at least this fraction of Keras's. */
 const GOAL_RATIO = 0.8;
@@ -929,18 +930,6 @@ function parseConfigs(value: string): Config[] {
   });
 }
 
-/** The venv's python from bench/setup-keras.sh (which creates it the first time). */
-function kerasPython(): string {
-  const result = spawnSync('bash', [join(BENCH_DIR, 'setup-keras.sh')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    encoding: 'utf8',
-  });
-  if (result.status !== 0) throw new Error('bench/setup-keras.sh failed (see above)');
-  const python = result.stdout.trim().split('\n').at(-1);
-  if (!python) throw new Error('bench/setup-keras.sh printed no python path');
-  return python;
-}
-
 async function main(): Promise<void> {
   let values: ReturnType<typeof parseOptions>;
   let configs: Config[];
@@ -985,7 +974,7 @@ async function main(): Promise<void> {
   // Both TensorFlows read these when they create their CPU device: set them before either loads.
   process.env.TF_NUM_INTRAOP_THREADS = String(threads);
   process.env.TF_NUM_INTEROP_THREADS = String(threads);
-  const python = values.python ?? kerasPython();
+  const python = values.python ?? benchPython();
   const runtime = await loadTensorFlow({ purpose: 'training', log: () => undefined });
   const cores = cpus();
   const settings = {
