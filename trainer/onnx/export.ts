@@ -23,6 +23,7 @@ import {
   type AttributeValue,
   type OnnxNode,
   type OnnxTensor,
+  type OnnxValueInfo,
 } from './schema.js';
 
 type Layer = tfjs.layers.Layer;
@@ -37,20 +38,41 @@ const BATCH = 'batch';
 const H_SWISH_ALPHA = Math.fround(1 / 6);
 const H_SWISH_BETA = 0.5;
 
-/** Options of {@link exportOnnx}. */
-export interface OnnxExportOptions {
-  /** Stored as JSON under {@link ONNX_METADATA_KEY} in the model's metadata_props. */
-  readonly metadata: Readonly<Record<string, unknown>>;
+/** The layout of a 4-D graph input or output. */
+export type OnnxLayout = 'nhwc' | 'nchw';
+
+/** What to convert: see {@link convertToOnnx}. */
+export interface OnnxConversionOptions {
   /** Also expose these layers' outputs (e.g. `logits`), after the model's own outputs. */
   readonly extraOutputs?: readonly string[];
+  /**
+   * The layout of the graph's input and of its 4-D outputs. Default `nhwc`, the layout of
+   * TensorFlow.js and of serving. `nchw` is the layout between the layers inside a network, so a
+   * part of a network converted on its own pays no transposes the whole would not (profiling's
+   * per-layer lookup tables, and the parts that {@link chainOnnxGraphs} joins).
+   */
+  readonly inputLayout?: OnnxLayout;
+  readonly outputLayout?: OnnxLayout;
+}
+
+/** Options of {@link exportOnnx}. */
+export interface OnnxExportOptions extends OnnxConversionOptions, OnnxFileOptions {}
+
+/** What a model file records besides its graph. */
+export interface OnnxFileOptions {
+  /** Stored as JSON under {@link ONNX_METADATA_KEY} in the model's metadata_props. */
+  readonly metadata: Readonly<Record<string, unknown>>;
   readonly producerVersion: string;
   readonly docString?: string;
-  /**
-   * `nchw`: the input and 4-D outputs in NCHW, as between the layers inside a network, so that a
-   * part of a network timed on its own pays no layout transposes the whole would not (profiling's
-   * per-layer lookup tables). Default `nhwc`, the layout of TensorFlow.js and of serving.
-   */
-  readonly interfaceLayout?: 'nhwc' | 'nchw';
+}
+
+/** A converted graph: its nodes, weights, one input and its outputs. */
+export interface OnnxGraph {
+  readonly name: string;
+  readonly nodes: readonly OnnxNode[];
+  readonly initializers: readonly OnnxTensor[];
+  readonly input: OnnxValueInfo;
+  readonly outputs: readonly OnnxValueInfo[];
 }
 
 /** Thrown for a model the exporter cannot convert exactly; the message names the layer. */
@@ -72,8 +94,16 @@ interface Value {
 
 /** The ONNX ModelProto bytes of `model` (an extracted subnet or any model of the same layers). */
 export function exportOnnx(model: tfjs.LayersModel, options: OnnxExportOptions): Uint8Array {
-  const nchw = options.interfaceLayout === 'nchw';
-  const converter = new GraphConverter(model, nchw);
+  return encodeOnnxGraph(convertToOnnx(model, options), options);
+}
+
+/** The ONNX graph of `model`, before it is written: see {@link exportOnnx}. */
+export function convertToOnnx(
+  model: tfjs.LayersModel,
+  options: OnnxConversionOptions = {},
+): OnnxGraph {
+  const layouts = { input: options.inputLayout ?? 'nhwc', output: options.outputLayout ?? 'nhwc' };
+  const converter = new GraphConverter(model, layouts);
   const outputLayers = [...model.outputNames, ...(options.extraOutputs ?? [])];
   const outputs = converter.convert(outputLayers);
   const [input] = model.inputs;
@@ -81,28 +111,39 @@ export function exportOnnx(model: tfjs.LayersModel, options: OnnxExportOptions):
   if (!input || !height || !width || !channels) {
     throw new OnnxExportError('the model must have one NHWC image input of known size');
   }
+  const nchw = (h: number, w: number, c: number) => [BATCH, c, h, w];
+  return {
+    name: model.name,
+    nodes: converter.nodes,
+    initializers: converter.initializers,
+    input: {
+      name: model.inputNames[0] ?? 'image',
+      elementType: DataType.FLOAT,
+      shape:
+        layouts.input === 'nchw' ? nchw(height, width, channels) : [BATCH, height, width, channels],
+    },
+    outputs: outputs.map(({ name, shape }) => {
+      const [h = 0, w = 0, c = 0] = shape;
+      return {
+        name,
+        elementType: DataType.FLOAT,
+        shape: shape.length === 3 && layouts.output === 'nchw' ? nchw(h, w, c) : [BATCH, ...shape],
+      };
+    }),
+  };
+}
+
+/** `graph` as the bytes of a model file, with `options`' metadata. */
+export function encodeOnnxGraph(graph: OnnxGraph, options: OnnxFileOptions): Uint8Array {
   return encodeModel({
     producerName: 'compofa-operator',
     producerVersion: options.producerVersion,
     docString: options.docString ?? '',
-    graphName: model.name,
-    nodes: converter.nodes,
-    initializers: converter.initializers,
-    inputs: [
-      {
-        name: model.inputNames[0] ?? 'image',
-        elementType: DataType.FLOAT,
-        shape: nchw ? [BATCH, channels, height, width] : [BATCH, height, width, channels],
-      },
-    ],
-    outputs: outputs.map(({ name, shape: [h = 0, w = 0, c = 0, ...rest] }) => ({
-      name,
-      elementType: DataType.FLOAT,
-      shape:
-        nchw && rest.length === 0 && c
-          ? [BATCH, c, h, w]
-          : [BATCH, h, w, c, ...rest].filter((d) => d !== 0),
-    })),
+    graphName: graph.name,
+    nodes: graph.nodes,
+    initializers: graph.initializers,
+    inputs: [graph.input],
+    outputs: graph.outputs,
     metadata: { [ONNX_METADATA_KEY]: JSON.stringify(options.metadata) },
   });
 }
@@ -121,8 +162,7 @@ class GraphConverter {
 
   constructor(
     private readonly model: tfjs.LayersModel,
-    /** Whether the graph's input and 4-D outputs stay NCHW. */
-    private readonly nchwInterface: boolean,
+    private readonly layouts: { readonly input: OnnxLayout; readonly output: OnnxLayout },
   ) {
     for (const layer of model.layers) {
       for (const tensor of inputsOf(layer)) {
@@ -148,7 +188,7 @@ class GraphConverter {
       }
       const tensor = outputOf(layer);
       let value = this.value(tensor);
-      if (value.layout === 'nchw' && !this.nchwInterface) {
+      if (value.layout === 'nchw' && this.layouts.output === 'nhwc') {
         // The output keeps the layer's name and TensorFlow.js's NHWC layout.
         const internal = this.rename(value.name, `${name}_nchw`);
         value = this.emit('Transpose', name, [internal], 'flat', { perm: [0, 2, 3, 1] });
@@ -166,7 +206,7 @@ class GraphConverter {
     if (layer.getClassName() === 'InputLayer') {
       this.values.set(
         output.id,
-        this.nchwInterface
+        this.layouts.input === 'nchw'
           ? { name, layout: 'nchw' }
           : this.emit('Transpose', `${name}_nchw`, [name], 'nchw', { perm: [0, 3, 1, 2] }),
       );
