@@ -99,7 +99,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && ort=node_modules/onnxruntime-node/bin/napi-v6 \
  && arch="$(case "${TARGETARCH:-amd64}" in arm64) echo arm64 ;; *) echo x64 ;; esac)" \
- && test -f "$ort/linux/$arch/onnxruntime_binding.node" \
+ && { test -f "$ort/linux/$arch/onnxruntime_binding.node" \
+      || { echo "onnxruntime-node has no linux/$arch binding (TARGETARCH=$TARGETARCH)" >&2; exit 1; }; } \
  && find "$ort" -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} + \
  && find "$ort/linux" -mindepth 1 -maxdepth 1 ! -name "$arch" -exec rm -rf {} +
 

@@ -198,6 +198,14 @@ describe('accuracy and latency tables', () => {
         ),
       /lat\.json: device\.engine must be one of/,
     );
+    assert.throws(
+      () =>
+        parseLatencyTable(
+          edited(measured as object, (t) => delete t.device.engineVersion),
+          'lat.json',
+        ),
+      /lat\.json: device\.engineVersion must be/,
+    );
   });
 
   it('read a latency table written before the oneDNN setting was recorded', () => {

@@ -296,6 +296,11 @@ export function parseLatencyTable(
   const labels = device.optional('labels')?.stringMap();
   const oneDnn = device.optional('oneDnn')?.boolean();
   const engine = device.optional('engine')?.oneOf(ENGINES);
+  // A table is true of one version of its engine: the two go together.
+  const engineVersion =
+    engine === undefined
+      ? device.optional('engineVersion')?.string()
+      : device.field('engineVersion').string();
   return {
     apiVersion: TABLE_API_VERSION,
     kind: 'LatencyTable',
@@ -311,7 +316,7 @@ export function parseLatencyTable(
       ...optionalString('tensorflowVersion'),
       ...(oneDnn === undefined ? {} : { oneDnn }),
       ...(engine === undefined ? {} : { engine }),
-      ...optionalString('engineVersion'),
+      ...(engineVersion === undefined ? {} : { engineVersion }),
     },
     batchSize: root.field('batchSize').number(1, Infinity, { integer: true }),
     method: root.field('method').oneOf(['exhaustive', 'lookup-table']),

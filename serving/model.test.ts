@@ -83,6 +83,22 @@ describe('ServedModel', () => {
     );
   });
 
+  it('refuses a model.onnx whose CompOFA metadata is not what extraction writes, naming it', async () => {
+    const space = tinySpace();
+    const supernet = new Supernet(tf, space, 1);
+    const model = buildSubnetModel(tf, supernet, space.smallest());
+    const bytes = exportOnnx(model, { metadata: { subnet: 'x' }, producerVersion: 'test' });
+    model.dispose();
+    supernet.dispose();
+    const odd = join(dir, 'odd-metadata');
+    await mkdir(odd);
+    await writeFile(join(odd, 'model.onnx'), bytes);
+    await assert.rejects(
+      ServedModel.load({ engine: 'onnxruntime', modelDir: odd, maxBatchSize: 1 }),
+      /odd-metadata\/model\.onnx: metadata_props\['compofa'\] must be an object with positive integers resolution, inputChannels, numClasses/,
+    );
+  });
+
   it('refuses the tfjs engine without TensorFlow.js', async () => {
     await assert.rejects(
       ServedModel.load({ engine: 'tfjs', modelDir: join(dir, 'model'), maxBatchSize: 1 }),

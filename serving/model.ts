@@ -129,13 +129,13 @@ async function readModelFile(path: string): Promise<Buffer> {
 async function loadOnnx(options: ModelLoadOptions): Promise<ServedModel> {
   const path = resolve(join(options.modelDir, MODEL_FILES.onnx));
   const bytes = await readModelFile(path);
-  let metadata: SubnetModelMetadata | undefined;
+  let text: string | undefined;
   try {
-    const text = readOnnxMetadata(bytes).get(ONNX_METADATA_KEY);
-    metadata = text === undefined ? undefined : (JSON.parse(text) as SubnetModelMetadata);
+    text = readOnnxMetadata(bytes).get(ONNX_METADATA_KEY);
   } catch (error) {
     throw new ModelLoadError(`${path}: not an ONNX model: ${(error as Error).message}`);
   }
+  const metadata = text === undefined ? undefined : parseMetadata(text, path);
   let session: OnnxModel;
   try {
     session = await OnnxModel.create(bytes, { threads: options.threads });
@@ -155,6 +155,29 @@ async function loadOnnx(options: ModelLoadOptions): Promise<ServedModel> {
     await session.dispose();
     throw error;
   }
+}
+
+/** The JSON under metadata_props['compofa'], checked to be what extraction writes. */
+function parseMetadata(text: string, path: string): SubnetModelMetadata {
+  const where = `${path}: metadata_props['${ONNX_METADATA_KEY}']`;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ModelLoadError(`${where} is not JSON: ${(error as Error).message}`);
+  }
+  const fields = value as Partial<Record<keyof SubnetModelMetadata, unknown>> | null;
+  const counts = ['resolution', 'inputChannels', 'numClasses'] as const;
+  if (
+    typeof fields !== 'object' ||
+    fields === null ||
+    counts.some((name) => !Number.isInteger(fields[name]) || Number(fields[name]) < 1)
+  ) {
+    throw new ModelLoadError(
+      `${where} must be an object with positive integers ${counts.join(', ')} (as compofa extract writes it)`,
+    );
+  }
+  return value as SubnetModelMetadata;
 }
 
 async function loadTfjs(tf: TensorFlow, options: ModelLoadOptions): Promise<ServedModel> {

@@ -410,8 +410,8 @@ const UINT8_READER: ElementReader = {
 
 /**
  * Little-endian FP32 bytes as floats: a view over the same memory when the bytes are 4-aligned
- * (the common case: no copy of a large batch), else a copy, as a Float32Array cannot start at an
- * unaligned offset.
+ * (when the JSON header's length is a multiple of 4, or the body is a raw binary request), else a
+ * copy, as a Float32Array cannot start at an unaligned offset.
  */
 function float32s(bytes: Uint8Array): Float32Array {
   const count = bytes.byteLength / 4;

@@ -90,7 +90,12 @@ async function loadModel(
   });
   // Warm up every batch size a model call will commonly have: one request, one merged batch.
   const sizes = [1, ...(config.batching ? [config.batching.maxBatchSize] : [])];
-  await model.warmUp(sizes);
+  try {
+    await model.warmUp(sizes);
+  } catch (error) {
+    await model.dispose();
+    throw error;
+  }
   logger.info('model loaded', {
     dir: config.modelDir,
     subnet: model.description.subnet ?? null,
@@ -121,7 +126,8 @@ async function drainAndClose(
 ): Promise<boolean> {
   state.startDraining();
   const timeoutMs = config.drainTimeoutMs;
-  if (config.shutdownDelayMs > 0) {
+  // A server that never had a model was never in a Service's endpoints: nothing to wait for.
+  if (config.shutdownDelayMs > 0 && state.hasModel) {
     // Unready, and every response asks for a new connection, but still listening: requests that
     // kube-proxy routes here until the endpoints update are answered, not refused.
     logger.info('shutdown delay: still accepting while unready', {

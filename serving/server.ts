@@ -7,6 +7,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 
+import { COMPOFA_VERSION } from '../compofa/version.js';
 import type { ServingConfig } from './config.js';
 import { badRequest, HttpError, notFound, payloadTooLarge, unavailable } from './http-error.js';
 import type { Logger } from './logger.js';
@@ -14,6 +15,7 @@ import { MicroBatcher } from './batcher.js';
 import type { ServingMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
 import {
+  ACCEPTED_DATATYPES,
   describeValue,
   encodeInferResponse,
   parseInferRequest,
@@ -90,6 +92,11 @@ export class ServingState {
 
   get ready(): boolean {
     return this.loaded !== undefined && this.drainingSince === undefined;
+  }
+
+  /** Whether a model was loaded (and so the server has been ready). */
+  get hasModel(): boolean {
+    return this.loaded !== undefined;
   }
 
   get draining(): boolean {
@@ -405,7 +412,7 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
     response.status(state.ready ? 200 : 503).json({ ready: state.ready });
   });
   app.get('/v2', route('/v2'), (_request, response) => {
-    response.json({ name: 'compofa-serving', version: '0.1.0', extensions: V2_EXTENSIONS });
+    response.json({ name: 'compofa-serving', version: COMPOFA_VERSION, extensions: V2_EXTENSIONS });
   });
 
   const metadata = (request: Request, response: Response): void => {
@@ -423,7 +430,7 @@ export function createApp({ config, state, metrics, logger }: AppDependencies): 
         engine: model.description.engine.name,
         engine_version: model.description.engine.version,
         target: config.target,
-        accepted_datatypes: ['FP32', 'UINT8'],
+        accepted_datatypes: ACCEPTED_DATATYPES,
         max_batch_size: config.maxRequestBatch,
       },
     });

@@ -59,6 +59,7 @@ export class OnnxModel implements CompiledModel {
    */
   static async create(model: Uint8Array, options: OnnxSessionOptions = {}): Promise<OnnxModel> {
     const ort = await import('onnxruntime-node');
+    const facts = await onnxRuntimeFacts();
     const threads = options.threads ?? 0;
     const session = await ort.InferenceSession.create(model, {
       executionProviders: ['cpu'],
@@ -69,7 +70,7 @@ export class OnnxModel implements CompiledModel {
       // Warnings only: ONNX Runtime's informational lines would flood a pod's log.
       logSeverityLevel: 2,
     });
-    return new OnnxModel(ort, session, await onnxRuntimeFacts());
+    return new OnnxModel(ort, session, facts);
   }
 
   /** The session's input and output names and shapes (a string for a symbolic dimension). */

@@ -265,6 +265,27 @@ export class SubnetLayers {
       .apply(logits) as SymbolicTensor;
   }
 
+  /**
+   * A model of what `build` makes of an input of `shape` (H, W, C), its weights set; when
+   * building fails, the weights sliced so far are freed before the error goes on.
+   */
+  model(
+    shape: readonly number[],
+    inputName: string,
+    build: (input: SymbolicTensor) => SymbolicTensor,
+  ): tfjs.LayersModel {
+    try {
+      const input = this.tf.input({ shape: [...shape], name: inputName });
+      const model = this.tf.model({ inputs: input, outputs: build(input) });
+      this.applyWeights();
+      return model;
+    } catch (error) {
+      this.tf.dispose(this.pending.flatMap(({ weights }) => weights));
+      this.pending.length = 0;
+      throw error;
+    }
+  }
+
   /** Sets every layer's weights and frees the slices. */
   applyWeights(): void {
     for (const { layer, weights } of this.pending) {

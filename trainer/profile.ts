@@ -504,10 +504,8 @@ async function timeBuiltModel(
   inputShape: InputShape,
   build: (layers: SubnetLayers, input: SymbolicTensor) => SymbolicTensor,
 ): Promise<LatencyLookupEntry> {
-  const input = tf.input({ shape: [...inputShape], name: 'lut_input' });
   const layers = new SubnetLayers(tf);
-  const model = tf.model({ inputs: input, outputs: build(layers, input) });
-  layers.applyWeights();
+  const model = layers.model(inputShape, 'lut_input', (input) => build(layers, input));
   const compiled = await compile(tf, model, inputShape, settings, 'layer');
   try {
     return await timeModel(tf, compiled, inputShape, settings);
@@ -525,6 +523,22 @@ async function engineFacts(tf: TensorFlow, engine: EngineName): Promise<EngineFa
  * `model` as the engine will serve it: for ONNX Runtime exported to ONNX and compiled (the
  * LayersModel is then disposed), for tfjs the LayersModel itself.
  */
+/**
+ * The threads TensorFlow runs with: what TF_NUM_INTRAOP_THREADS said when it loaded (it reads
+ * the variable once), else every core. A `threads` option that disagrees cannot be honoured.
+ */
+function tensorflowThreads(settings: Settings): number {
+  const loaded = Number(process.env.TF_NUM_INTRAOP_THREADS);
+  const threads =
+    Number.isInteger(loaded) && loaded > 0 ? loaded : Math.max(1, availableParallelism());
+  if (settings.threads !== undefined && settings.threads !== threads) {
+    throw new RangeError(
+      `threads ${settings.threads}: TensorFlow runs ${threads}, fixed when it loaded; set them with setTensorFlowThreads (TF_NUM_INTRAOP_THREADS) before loadTensorFlow`,
+    );
+  }
+  return threads;
+}
+
 /** What the model files profiling times record: nothing, they are never saved. */
 const ONNX_FILE = { metadata: {}, producerVersion: COMPOFA_VERSION } as const;
 
@@ -596,7 +610,10 @@ function latencyDevice(
     ...(nodeName === undefined ? {} : { nodeName }),
     ...(labels === undefined ? {} : { labels: { ...labels } }),
     ...facts,
-    threads: settings.threads ?? facts.threads,
+    threads:
+      settings.engine === 'tfjs'
+        ? tensorflowThreads(settings)
+        : (settings.threads ?? facts.threads),
     engine: engine.name,
     engineVersion: engine.version,
   };

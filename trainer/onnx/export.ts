@@ -309,7 +309,8 @@ class GraphConverter {
     const strides = pair(config.strides, layer);
     const activation = String(config.activation);
 
-    if (depthwise && kh === 1 && kw === 1 && strides.every((s) => s === 1) && bias) {
+    // Only a depth multiplier of 1 keeps the channels, as HardSigmoid does.
+    if (depthwise && last === 1 && kh === 1 && kw === 1 && strides.every((s) => s === 1) && bias) {
       const hardSigmoid = this.hardSigmoid(layer, kernel, bias, input, activation);
       if (hardSigmoid) return hardSigmoid;
     }
@@ -417,8 +418,6 @@ class GraphConverter {
   /** An unfolded batch norm (one that follows something other than a convolution). */
   private batchNorm(layer: Layer, config: Config, input: Value): Value {
     if (input.layout !== 'nchw') throw unsupported(layer, 'batch norm of a 2-D tensor');
-    if (config.axis !== -1 && config.axis !== 3)
-      throw unsupported(layer, `axis ${String(config.axis)}`);
     const { scale, shift } = batchNormAffine(layer);
     const channels = scale.length;
     const mul = this.constant(`${layer.name}_scale`, [channels, 1, 1], Float32Array.from(scale));
@@ -539,6 +538,9 @@ class GraphConverter {
   /** Renames the value `from` (its producer, its readers) to `to`; returns `to`. */
   private rename(from: string, to: string): string {
     const swap = (names: readonly string[]): string[] => names.map((n) => (n === from ? to : n));
+    for (const [id, value] of this.values) {
+      if (value.name === from) this.values.set(id, { ...value, name: to });
+    }
     this.nodes.forEach((node, i) => {
       this.nodes[i] = {
         ...node,
@@ -568,6 +570,9 @@ class GraphConverter {
 /** Per-channel `scale * x + shift` of an inference-mode batch norm, computed in float64. */
 function batchNormAffine(layer: Layer): { scale: Float64Array; shift: Float64Array } {
   const config = layer.getConfig() as Config;
+  // Channels last: the axis that folding and NCHW's per-channel constants both assume.
+  if (config.axis !== -1 && config.axis !== 3)
+    throw unsupported(layer, `axis ${String(config.axis)}`);
   if (config.center === false || config.scale === false) {
     throw unsupported(layer, 'batch norm without both center and scale');
   }

@@ -1,12 +1,14 @@
-/** Reads an ONNX model's metadata_props without a full protobuf decoder. */
-import { fieldText, readFields } from './protobuf.js';
-import { EntryField, ModelField } from './schema.js';
+/** Reads parts of an ONNX model file without a full protobuf decoder: its metadata and nodes. */
+import { fieldText, readFields, WireType } from './protobuf.js';
+import { EntryField, GraphField, ModelField, NodeField } from './schema.js';
 
 /** The model's metadata_props as a map; throws ProtoDecodeError on bytes that are not protobuf. */
 export function readOnnxMetadata(model: Uint8Array): Map<string, string> {
   const metadata = new Map<string, string>();
   for (const field of readFields(model)) {
-    if (field.field !== ModelField.metadataProps || field.wireType !== 2) continue;
+    if (field.field !== ModelField.metadataProps || field.wireType !== WireType.LENGTH_DELIMITED) {
+      continue;
+    }
     let key = '';
     let value = '';
     for (const entry of readFields(field.bytes)) {
@@ -16,4 +18,24 @@ export function readOnnxMetadata(model: Uint8Array): Map<string, string> {
     metadata.set(key, value);
   }
   return metadata;
+}
+
+/** The graph's nodes in file order: operator type and node name. */
+export function readOnnxNodes(model: Uint8Array): { opType: string; name: string }[] {
+  const nodes: { opType: string; name: string }[] = [];
+  for (const field of readFields(model)) {
+    if (field.field !== ModelField.graph || field.wireType !== WireType.LENGTH_DELIMITED) continue;
+    for (const graphField of readFields(field.bytes)) {
+      if (graphField.field !== GraphField.node || graphField.wireType !== WireType.LENGTH_DELIMITED)
+        continue;
+      let opType = '';
+      let name = '';
+      for (const nodeField of readFields(graphField.bytes)) {
+        if (nodeField.field === NodeField.opType) opType = fieldText(nodeField);
+        else if (nodeField.field === NodeField.name) name = fieldText(nodeField);
+      }
+      nodes.push({ opType, name });
+    }
+  }
+  return nodes;
 }

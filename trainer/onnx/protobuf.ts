@@ -11,10 +11,8 @@
  */
 
 /** Wire types (protobuf encoding spec). */
-const VARINT = 0;
-const FIXED64 = 1;
-const LENGTH_DELIMITED = 2;
-const FIXED32 = 5;
+export const WireType = { VARINT: 0, FIXED64: 1, LENGTH_DELIMITED: 2, FIXED32: 5 } as const;
+const { VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 } = WireType;
 
 /** A message under construction: append fields in any order, then {@link finish}. */
 export class ProtoWriter {
@@ -94,7 +92,10 @@ export class ProtoWriter {
   }
 
   private varint(value: number | bigint): void {
-    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) {
+    if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+      throw new RangeError(`a protobuf integer must be a safe integer, got ${value}`);
+    }
+    if (typeof value === 'number' && value >= 0) {
       let v = value;
       while (v > 0x7f) {
         this.scratch.push((v % 128) | 0x80);

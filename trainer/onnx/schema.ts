@@ -7,10 +7,10 @@ import { ProtoWriter } from './protobuf.js';
 /** The IR version written: ONNX 1.16's, the first with opset 21. */
 export const IR_VERSION = 10;
 /**
- * The default-domain opset written. Every operator used (Conv, Gemm, HardSigmoid, HardSwish, Clip,
- * Softmax, GlobalAveragePool, Reshape, Flatten, Transpose, Mul, Add, Relu, BatchNormalization) is
- * unchanged in meaning since opset 14-21, and opset 21 is read by the runtimes users deploy to
- * (ONNX Runtime 1.17+, TensorRT 10, OpenVINO 2024+).
+ * The default-domain opset written (ONNX 1.16; ONNX Runtime reads it from 1.18). Every operator
+ * used (Conv, Gemm, HardSigmoid, HardSwish, Clip, Softmax, GlobalAveragePool, Reshape, Flatten,
+ * Transpose, Identity, Mul, Add, Relu) means the same since opset 14, where HardSwish appeared:
+ * a runtime that only reads an older opset can take the file after a version conversion.
  */
 export const OPSET = 21;
 
@@ -66,15 +66,17 @@ export interface OnnxModel {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
-/** ModelProto field numbers that readers of our files look up. */
-export const ModelField = { metadataProps: 14 } as const;
+/** ModelProto, GraphProto and NodeProto field numbers that readers of our files look up. */
+export const ModelField = { graph: 7, metadataProps: 14 } as const;
+export const GraphField = { node: 1 } as const;
+export const NodeField = { name: 3, opType: 4 } as const;
 /** StringStringEntryProto field numbers. */
 export const EntryField = { key: 1, value: 2 } as const;
 
 /** Encodes `model` as an ONNX ModelProto. */
 export function encodeModel(model: OnnxModel): Uint8Array {
   const graph = new ProtoWriter();
-  for (const node of model.nodes) graph.message(1, nodeProto(node));
+  for (const node of model.nodes) graph.message(GraphField.node, nodeProto(node));
   graph.string(2, model.graphName);
   for (const tensor of model.initializers) graph.message(5, tensorProto(tensor));
   for (const input of model.inputs) graph.message(11, valueInfoProto(input));
@@ -85,7 +87,7 @@ export function encodeModel(model: OnnxModel): Uint8Array {
     .string(2, model.producerName)
     .string(3, model.producerVersion)
     .string(6, model.docString)
-    .message(7, graph)
+    .message(ModelField.graph, graph)
     .message(8, new ProtoWriter().string(1, '').int(2, OPSET));
   for (const [key, value] of Object.entries(model.metadata)) {
     proto.message(
@@ -100,7 +102,7 @@ function nodeProto(node: OnnxNode): ProtoWriter {
   const proto = new ProtoWriter();
   for (const input of node.inputs) proto.string(1, input);
   for (const output of node.outputs) proto.string(2, output);
-  proto.string(3, node.name).string(4, node.opType);
+  proto.string(NodeField.name, node.name).string(NodeField.opType, node.opType);
   for (const [name, value] of Object.entries(node.attributes ?? {})) {
     proto.message(5, attributeProto(name, value));
   }

@@ -49,7 +49,7 @@ export class SubnetOnnxParts {
     const resolution = spec.resolution;
     const parts = [
       this.part(
-        `stem ${JSON.stringify([shape.stem, first])}`,
+        `stem ${JSON.stringify([resolution, shape.stem, first])}`,
         [resolution, resolution, architecture.inputChannels],
         (layers, input) =>
           first.reduce((h, block) => layers.block(h, block), layers.stem(input, shape)),
@@ -86,9 +86,7 @@ export class SubnetOnnxParts {
     if (cached) return cached;
     const { tf } = this;
     const layers = new SubnetLayers(tf, this.supernet);
-    const input = tf.input({ shape: [...inputShape], name: 'image' });
-    const model = tf.model({ inputs: input, outputs: build(layers, input) });
-    layers.applyWeights();
+    const model = layers.model(inputShape, 'image', (input) => build(layers, input));
     try {
       const graph = convertToOnnx(model, { inputLayout, outputLayout: 'nchw' });
       this.parts.set(key, graph);
