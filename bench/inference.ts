@@ -516,7 +516,10 @@ interface RoundTrip {
   readonly floorMs: number;
 }
 
-/** In-process, server and floor, call by call, for about `cellMs` (3 to 150 calls). */
+/**
+ * In-process, server and floor, call by call, for about `cellMs` (10 to 400 calls: medians of
+ * round-trip differences need many calls on a shared machine).
+ */
 async function pairedRoundTrips(
   subject: Subject,
   engine: EngineName,
@@ -554,7 +557,7 @@ async function pairedRoundTrips(
     // Warm-up: connections, the JIT, the server's first request of this size.
     const warmStarted = performance.now();
     for (let i = 0; i < 2; i++) await triple();
-    const calls = clamp(cellMs / ((performance.now() - warmStarted) / 2), 3, 150);
+    const calls = clamp(cellMs / ((performance.now() - warmStarted) / 2), 10, 400);
     direct.length = served.length = floor.length = overhead.length = 0;
     for (let i = 0; i < calls; i++) await triple();
   } finally {
@@ -606,7 +609,7 @@ async function measureRoundTrips(
                 bare,
                 batch,
                 kind,
-                options.cellMs * 2,
+                options.cellMs * 4,
               ),
             );
           }
