@@ -54,25 +54,29 @@ describe('ServedModel', () => {
     }
   });
 
-  it('refuses a model.onnx whose input shape disagrees with its metadata', async () => {
+  /** The tiny space's smallest subnet as `dir/<name>/model.onnx`, with `metadata`. */
+  async function onnxWithMetadata(
+    name: string,
+    metadata: Record<string, unknown>,
+  ): Promise<string> {
     const space = tinySpace();
     const supernet = new Supernet(tf, space, 1);
-    const spec = space.smallest();
-    const model = buildSubnetModel(tf, supernet, spec);
-    const bytes = exportOnnx(model, {
-      metadata: {
-        subnet: space.format(spec),
-        resolution: spec.resolution + 4,
-        inputChannels: 1,
-        numClasses: 10,
-      },
-      producerVersion: 'test',
-    });
+    const model = buildSubnetModel(tf, supernet, space.smallest());
+    const bytes = exportOnnx(model, { metadata, producerVersion: 'test' });
     model.dispose();
     supernet.dispose();
-    const wrong = join(dir, 'wrong');
-    await mkdir(wrong);
-    await writeFile(join(wrong, 'model.onnx'), bytes);
+    await mkdir(join(dir, name));
+    await writeFile(join(dir, name, 'model.onnx'), bytes);
+    return join(dir, name);
+  }
+
+  it('refuses a model.onnx whose input shape disagrees with its metadata', async () => {
+    const wrong = await onnxWithMetadata('wrong', {
+      subnet: 'r16',
+      resolution: 20,
+      inputChannels: 1,
+      numClasses: 10,
+    });
     await assert.rejects(
       ServedModel.load({ engine: 'onnxruntime', modelDir: wrong, maxBatchSize: 1 }),
       (error: unknown) =>
@@ -84,15 +88,7 @@ describe('ServedModel', () => {
   });
 
   it('refuses a model.onnx whose CompOFA metadata is not what extraction writes, naming it', async () => {
-    const space = tinySpace();
-    const supernet = new Supernet(tf, space, 1);
-    const model = buildSubnetModel(tf, supernet, space.smallest());
-    const bytes = exportOnnx(model, { metadata: { subnet: 'x' }, producerVersion: 'test' });
-    model.dispose();
-    supernet.dispose();
-    const odd = join(dir, 'odd-metadata');
-    await mkdir(odd);
-    await writeFile(join(odd, 'model.onnx'), bytes);
+    const odd = await onnxWithMetadata('odd-metadata', { subnet: 'x' });
     await assert.rejects(
       ServedModel.load({ engine: 'onnxruntime', modelDir: odd, maxBatchSize: 1 }),
       /odd-metadata\/model\.onnx: metadata_props\['compofa'\] must be an object with positive integers resolution, inputChannels, numClasses/,

@@ -4,7 +4,8 @@
  * TensorFlow.js from `model.json` (`--engine tfjs`), loaded once, checked against what it says
  * about itself, warmed up, and called with flat batches.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -113,9 +114,10 @@ export class ServedModel {
   }
 }
 
-async function readModelFile(path: string): Promise<Buffer> {
+/** `read(path)`, with a missing or unreadable file as a ModelLoadError naming it. */
+async function modelFile<T>(path: string, read: (path: string) => Promise<T>): Promise<T> {
   try {
-    return await readFile(path);
+    return await read(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ModelLoadError(
@@ -128,7 +130,7 @@ async function readModelFile(path: string): Promise<Buffer> {
 
 async function loadOnnx(options: ModelLoadOptions): Promise<ServedModel> {
   const path = resolve(join(options.modelDir, MODEL_FILES.onnx));
-  const bytes = await readModelFile(path);
+  const bytes = await modelFile(path, (p) => readFile(p));
   let text: string | undefined;
   try {
     text = readOnnxMetadata(bytes).get(ONNX_METADATA_KEY);
@@ -182,7 +184,8 @@ function parseMetadata(text: string, path: string): SubnetModelMetadata {
 
 async function loadTfjs(tf: TensorFlow, options: ModelLoadOptions): Promise<ServedModel> {
   const path = resolve(join(options.modelDir, MODEL_FILES.layers));
-  await readModelFile(path);
+  // tfjs reads the file itself: only whether it is there is asked here.
+  await modelFile(path, (p) => access(p, constants.R_OK));
   let model: tfjs.LayersModel;
   try {
     model = await tf.loadLayersModel(pathToFileURL(path).href);

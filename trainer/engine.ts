@@ -45,13 +45,42 @@ export interface OnnxSessionOptions {
   readonly threads?: number;
 }
 
+/** A session's input or output: its name and shape (a string for a symbolic dimension). */
+interface OnnxValue {
+  readonly name: string;
+  readonly shape: readonly (number | string)[];
+}
+
 /** An ONNX Runtime session over one model, with its single input and first output. */
 export class OnnxModel implements CompiledModel {
+  /** The first input and output, and how many the session has. */
+  readonly signature: {
+    readonly input: OnnxValue;
+    readonly output: OnnxValue;
+    readonly inputs: number;
+    readonly outputs: number;
+  };
+  /** One image's dimensions (all but the batch), read once: run() is the serving hot path. */
+  private readonly imageShape: readonly number[];
+
   private constructor(
     private readonly ort: OnnxRuntime,
     private readonly session: InferenceSession,
     readonly engine: EngineFacts,
-  ) {}
+  ) {
+    const describe = (value: InferenceSession.ValueMetadata | undefined): OnnxValue => ({
+      name: value?.name ?? '',
+      shape: value?.isTensor ? value.shape : [],
+    });
+    this.signature = {
+      input: describe(session.inputMetadata[0]),
+      output: describe(session.outputMetadata[0]),
+      inputs: session.inputNames.length,
+      outputs: session.outputNames.length,
+    };
+    // Every dimension but the batch is fixed in our models (checked when serving loads one).
+    this.imageShape = this.signature.input.shape.slice(1).map(Number);
+  }
 
   /**
    * Compiles `model` (the bytes of a .onnx file) on the CPU execution provider with every graph
@@ -73,35 +102,11 @@ export class OnnxModel implements CompiledModel {
     return new OnnxModel(ort, session, facts);
   }
 
-  /** The session's input and output names and shapes (a string for a symbolic dimension). */
-  get signature(): {
-    readonly input: { readonly name: string; readonly shape: readonly (number | string)[] };
-    readonly output: { readonly name: string; readonly shape: readonly (number | string)[] };
-    readonly inputs: number;
-    readonly outputs: number;
-  } {
-    const [input] = this.session.inputMetadata;
-    const [output] = this.session.outputMetadata;
-    const describe = (value: InferenceSession.ValueMetadata | undefined) => ({
-      name: value?.name ?? '',
-      shape: value?.isTensor ? value.shape : [],
-    });
-    return {
-      input: describe(input),
-      output: describe(output),
-      inputs: this.session.inputNames.length,
-      outputs: this.session.outputNames.length,
-    };
-  }
-
   async run(images: Float32Array, batch: number): Promise<Float32Array> {
-    const [inputName] = this.session.inputNames;
-    const [outputName] = this.session.outputNames;
-    if (!inputName || !outputName) throw new Error('the ONNX model has no input or output');
-    // Every dimension but the batch is fixed in our models (checked when serving loads one).
-    const [, ...image] = this.signature.input.shape;
-    const tensor = new this.ort.Tensor('float32', images, [batch, ...image.map(Number)]);
-    const results = await this.session.run({ [inputName]: tensor }, [outputName]);
+    const { input, output: wanted } = this.signature;
+    const tensor = new this.ort.Tensor('float32', images, [batch, ...this.imageShape]);
+    const outputName = wanted.name;
+    const results = await this.session.run({ [input.name]: tensor }, [outputName]);
     const output = results[outputName];
     if (!output || !(output.data instanceof Float32Array)) {
       throw new Error(`the ONNX model's output '${outputName}' is not float32`);

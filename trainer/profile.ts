@@ -11,8 +11,9 @@
  *
  * Every model is timed with the engine that serves it (trainer/engine.ts: ONNX Runtime on the
  * exported model.onnx by default, or TensorFlow.js), with the same threads, and every timed run
- * is one call of that engine up to the output's values on the CPU, as compofa-serve makes it. Statistics are nearest-rank percentiles
- * of the sorted samples: the median is the 50th, and so never above the 95th.
+ * is one call of that engine up to the output's values on the CPU, as compofa-serve makes it.
+ * Statistics are nearest-rank percentiles of the sorted samples: the median is the 50th, and so
+ * never above the 95th.
  *
  * The lookup-table models mirror extract.ts's layer structure (same stock layers: h-swish from a
  * 1x1 depthwise conv, a capped ReLU and a multiply; SE as pool, reshape, two 1x1 convs) with
@@ -520,10 +521,6 @@ async function engineFacts(tf: TensorFlow, engine: EngineName): Promise<EngineFa
 }
 
 /**
- * `model` as the engine will serve it: for ONNX Runtime exported to ONNX and compiled (the
- * LayersModel is then disposed), for tfjs the LayersModel itself.
- */
-/**
  * The threads TensorFlow runs with: what TF_NUM_INTRAOP_THREADS said when it loaded (it reads
  * the variable once), else every core. A `threads` option that disagrees cannot be honoured.
  */
@@ -542,6 +539,10 @@ function tensorflowThreads(settings: Settings): number {
 /** What the model files profiling times record: nothing, they are never saved. */
 const ONNX_FILE = { metadata: {}, producerVersion: COMPOFA_VERSION } as const;
 
+/**
+ * `model` as the engine will serve it: for ONNX Runtime exported to ONNX and compiled (the
+ * LayersModel is then disposed), for tfjs the LayersModel itself.
+ */
 async function compile(
   tf: TensorFlow,
   model: tfjs.LayersModel,

@@ -5,37 +5,33 @@ import { EntryField, GraphField, ModelField, NodeField } from './schema.js';
 /** The model's metadata_props as a map; throws ProtoDecodeError on bytes that are not protobuf. */
 export function readOnnxMetadata(model: Uint8Array): Map<string, string> {
   const metadata = new Map<string, string>();
-  for (const field of readFields(model)) {
-    if (field.field !== ModelField.metadataProps || field.wireType !== WireType.LENGTH_DELIMITED) {
-      continue;
-    }
-    let key = '';
-    let value = '';
-    for (const entry of readFields(field.bytes)) {
-      if (entry.field === EntryField.key) key = fieldText(entry);
-      else if (entry.field === EntryField.value) value = fieldText(entry);
-    }
-    metadata.set(key, value);
+  for (const entry of embedded(model, ModelField.metadataProps)) {
+    const text = strings(entry, EntryField.key, EntryField.value);
+    metadata.set(text[EntryField.key] ?? '', text[EntryField.value] ?? '');
   }
   return metadata;
 }
 
 /** The graph's nodes in file order: operator type and node name. */
 export function readOnnxNodes(model: Uint8Array): { opType: string; name: string }[] {
-  const nodes: { opType: string; name: string }[] = [];
-  for (const field of readFields(model)) {
-    if (field.field !== ModelField.graph || field.wireType !== WireType.LENGTH_DELIMITED) continue;
-    for (const graphField of readFields(field.bytes)) {
-      if (graphField.field !== GraphField.node || graphField.wireType !== WireType.LENGTH_DELIMITED)
-        continue;
-      let opType = '';
-      let name = '';
-      for (const nodeField of readFields(graphField.bytes)) {
-        if (nodeField.field === NodeField.opType) opType = fieldText(nodeField);
-        else if (nodeField.field === NodeField.name) name = fieldText(nodeField);
-      }
-      nodes.push({ opType, name });
-    }
+  return [...embedded(model, ModelField.graph)].flatMap((graph) =>
+    [...embedded(graph, GraphField.node)].map((node) => {
+      const text = strings(node, NodeField.opType, NodeField.name);
+      return { opType: text[NodeField.opType] ?? '', name: text[NodeField.name] ?? '' };
+    }),
+  );
+}
+
+/** The bytes of each embedded message in field `field` of `message`. */
+function* embedded(message: Uint8Array, field: number): Generator<Uint8Array> {
+  for (const f of readFields(message)) {
+    if (f.field === field && f.wireType === WireType.LENGTH_DELIMITED) yield f.bytes;
   }
-  return nodes;
+}
+
+/** The string fields `fields` of `message`, by field number (the last one wins, as in protobuf). */
+function strings(message: Uint8Array, ...fields: number[]): Partial<Record<number, string>> {
+  const text: Partial<Record<number, string>> = {};
+  for (const f of readFields(message)) if (fields.includes(f.field)) text[f.field] = fieldText(f);
+  return text;
 }
