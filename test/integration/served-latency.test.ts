@@ -105,10 +105,12 @@ describe('served latency from Prometheus', () => {
       new Logger('warn', () => undefined),
     );
     await server.loaded;
+    // The fastest of 20 warm calls: with ONNX Runtime they take about a millisecond, where one
+    // slow call moves a median; the served median is surely above half of the fastest.
+    for (let i = 0; i < 10; i++) await infer();
     const timings: number[] = [];
-    for (let i = 0; i < 12; i++) timings.push(await infer());
-    timings.sort((a, b) => a - b);
-    realMs = timings[6] ?? NaN;
+    for (let i = 0; i < 20; i++) timings.push(await infer());
+    realMs = Math.min(...timings);
     prometheus = await TestPrometheus.start({
       targets: [
         { address: `127.0.0.1:${server.port}`, labels: { namespace: NAMESPACE, pod: 'edge-0' } },
