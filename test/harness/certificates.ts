@@ -1,7 +1,9 @@
 /**
  * The PKI of a test control plane, made with the openssl command: a CA, the API server's serving
- * certificate for 127.0.0.1 and localhost, an admin client certificate in group system:masters
- * (as envtest does) and the service-account signing key.
+ * certificate for 127.0.0.1 and localhost (and, for a cluster with kubelets, its address on the
+ * node network and the `kubernetes` Service's names), an admin client certificate in group
+ * system:masters (as envtest does) and the service-account signing key. Client certificates for
+ * kubelets and kube-proxy come from {@link issueClientCertificate}.
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -38,14 +40,82 @@ async function openssl(args: readonly string[], cwd: string): Promise<void> {
   }
 }
 
-/** Writes a fresh PKI into `dir` (valid for two days; every test run makes its own). */
-export async function createCertificates(dir: string): Promise<ControlPlaneCertificates> {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** Signs a new key of `name` in `dir` with the CA there (ca.crt, ca.key). */
+async function issue(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string,
+): Promise<void> {
+  await openssl(
+    ['req', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject],
+    dir,
+  );
+  await writeFile(join(dir, `${name}.ext`), extensions);
+  await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-out',
+      `${name}.crt`,
+      '-extfile',
+      `${name}.ext`,
+    ],
+    dir,
+  );
+}
+
+/** A client certificate and key, as files. */
+export interface ClientCertificate {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/**
+ * Issues a client certificate for user `commonName` in `groups` from the CA that
+ * {@link createCertificates} made in `dir`, e.g. `system:node:<name>` in `system:nodes` for a
+ * kubelet (what the Node authorizer and NodeRestriction expect).
+ */
+export async function issueClientCertificate(
+  dir: string,
+  name: string,
+  commonName: string,
+  groups: readonly string[] = [],
+): Promise<ClientCertificate> {
+  const subject = [...groups.map((group) => `/O=${group}`), `/CN=${commonName}`].join('');
+  await issue(
+    dir,
+    name,
+    subject,
+    'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n',
+  );
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
+/**
+ * Writes a fresh PKI into `dir` (valid for two days; every test run makes its own).
+ * `servingAddresses`: more IP addresses and DNS names the API server is reached at.
+ */
+export async function createCertificates(
+  dir: string,
+  servingAddresses: { readonly ips?: readonly string[]; readonly dns?: readonly string[] } = {},
+): Promise<ControlPlaneCertificates> {
   await openssl(
     [
       'req',
       '-x509',
-      ...ec,
+      ...EC_KEY,
       '-keyout',
       'ca.key',
       '-out',
@@ -61,39 +131,18 @@ export async function createCertificates(dir: string): Promise<ControlPlaneCerti
     ],
     dir,
   );
-  const issue = async (name: string, subject: string, extensions: string): Promise<void> => {
-    await openssl(
-      ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject],
-      dir,
-    );
-    await writeFile(join(dir, `${name}.ext`), extensions);
-    await openssl(
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-days',
-        '2',
-        '-out',
-        `${name}.crt`,
-        '-extfile',
-        `${name}.ext`,
-      ],
-      dir,
-    );
-  };
+  const altNames = [
+    ...['127.0.0.1', ...(servingAddresses.ips ?? [])].map((ip) => `IP:${ip}`),
+    ...['localhost', ...(servingAddresses.dns ?? [])].map((name) => `DNS:${name}`),
+  ];
   await issue(
+    dir,
     'serving',
     '/CN=kube-apiserver',
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n',
+    `subjectAltName=${altNames.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n`,
   );
   await issue(
+    dir,
     'admin',
     '/O=system:masters/CN=compofa-test-admin',
     'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n',

@@ -1,9 +1,13 @@
 /**
  * A real Kubernetes control plane for tests and the local demo: etcd, kube-apiserver,
  * kube-controller-manager and kube-scheduler as child processes on free loopback ports, with their
- * own certificates and a kubeconfig that kubectl and @kubernetes/client-node accept. There are no
- * kubelets: Nodes are API objects made by {@link ControlPlane.createNode}, pods get scheduled and
- * bound to them but nothing runs them.
+ * own certificates and a kubeconfig that kubectl and @kubernetes/client-node accept.
+ *
+ * Without {@link ControlPlaneOptions.nodeNetwork} there are no kubelets: Nodes are API objects
+ * made by {@link ControlPlane.createNode}, pods get scheduled and bound to them but nothing runs
+ * them. With it, the API server is set up for real kubelets (see local-cluster.ts): it listens on
+ * an address that pods reach, authorizes kubelets as nodes, and the controllers that real nodes
+ * need run too.
  */
 import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -15,8 +19,12 @@ import { CoreV1Api, KubeConfig, type V1Node } from '@kubernetes/client-node';
 import yaml from 'js-yaml';
 
 import { resolveControlPlaneBinaries, type ControlPlaneBinaries } from './binaries.js';
-import { createCertificates, type ControlPlaneCertificates } from './certificates.js';
-import { freeLoopbackPort, httpsGet } from './network.js';
+import {
+  createCertificates,
+  issueClientCertificate,
+  type ControlPlaneCertificates,
+} from './certificates.js';
+import { freeLoopbackPort, httpGet } from './network.js';
 import { isProcessAlive } from './liveness.js';
 import { ManagedProcess, onAbnormalExit } from './processes.js';
 import { GiveUpWaiting, waitFor } from './wait.js';
@@ -33,6 +41,21 @@ export const DEFAULT_CONTROLLERS = [
   'persistentvolume-binder-controller',
 ] as const;
 
+/** What real nodes need besides: Ready taints lifted, Services' endpoints, the CA in pods. */
+export const NODE_CONTROLLERS = [
+  'node-lifecycle-controller',
+  'endpoints-controller',
+  'endpointslice-controller',
+  'root-ca-certificate-publisher-controller',
+  'ttl-after-finished-controller',
+  'pod-garbage-collector-controller',
+  'taint-eviction-controller',
+] as const;
+
+/** The Services' virtual IP range; the `kubernetes` Service gets its first address. */
+export const SERVICE_CIDR = '10.96.0.0/16';
+const KUBERNETES_SERVICE_IP = '10.96.0.1';
+
 /** Options of {@link ControlPlane.start}. */
 export interface ControlPlaneOptions {
   /** Folder for this control plane's logs, certificates and data; default: a new folder under .test-artifacts/. */
@@ -41,6 +64,11 @@ export interface ControlPlaneOptions {
   /** Default 60 s: a cold start takes 5-10 s on 2 cores. */
   readonly startTimeoutMs?: number;
   readonly binaries?: ControlPlaneBinaries;
+  /**
+   * For a cluster with kubelets: the address (on `lo`) where the API server listens, which pods
+   * reach through the `kubernetes` Service and kubelets through their kubeconfig.
+   */
+  readonly nodeNetwork?: { readonly apiserverAddress: string };
 }
 
 /** Labels, capacity and taints of a fake Node; capacity doubles as allocatable. */
@@ -85,11 +113,27 @@ export class ControlPlane {
     readonly ports: ControlPlanePorts,
     private readonly binaries: ControlPlaneBinaries,
     private readonly certificates: ControlPlaneCertificates,
+    private readonly nodeNetwork: ControlPlaneOptions['nodeNetwork'],
   ) {}
 
-  /** `https://127.0.0.1:<port>` */
+  /** `https://127.0.0.1:<port>`, or the node network's address when there is one. */
   get server(): string {
-    return `https://127.0.0.1:${this.ports.apiserver}`;
+    return `https://${this.address}:${this.ports.apiserver}`;
+  }
+
+  /** Where the API server listens. */
+  get address(): string {
+    return this.nodeNetwork?.apiserverAddress ?? '127.0.0.1';
+  }
+
+  /** The certificate authority's files, to sign client certificates of kubelets and kube-proxy. */
+  get pkiDir(): string {
+    return join(this.dir, 'pki');
+  }
+
+  /** The CA certificate in PEM. */
+  get caCertificate(): string {
+    return this.certificates.pem.ca;
   }
 
   get kubeconfigPath(): string {
@@ -144,7 +188,20 @@ export class ControlPlane {
     );
     const [certificates, etcdClient, etcdPeer, apiserver, controllerManager, scheduler] =
       await Promise.all([
-        createCertificates(join(dir, 'pki')),
+        createCertificates(
+          join(dir, 'pki'),
+          options.nodeNetwork
+            ? {
+                ips: [options.nodeNetwork.apiserverAddress, KUBERNETES_SERVICE_IP],
+                dns: [
+                  'kubernetes',
+                  'kubernetes.default',
+                  'kubernetes.default.svc',
+                  'kubernetes.default.svc.cluster.local',
+                ],
+              }
+            : {},
+        ),
         freeLoopbackPort(),
         freeLoopbackPort(),
         freeLoopbackPort(),
@@ -154,7 +211,7 @@ export class ControlPlane {
     const ports = { etcdClient, etcdPeer, apiserver, controllerManager, scheduler };
     if (new Set(Object.values(ports)).size !== 5)
       throw new Error(`port collision: ${JSON.stringify(ports)}`);
-    const plane = new ControlPlane(dir, ports, binaries, certificates);
+    const plane = new ControlPlane(dir, ports, binaries, certificates, options.nodeNetwork);
     const deadline = started + (options.startTimeoutMs ?? 60_000);
     try {
       await plane.startEtcd(deadline);
@@ -166,7 +223,11 @@ export class ControlPlane {
           'kube-controller-manager',
           binaries.kubeControllerManager,
           ports.controllerManager,
-          [`--controllers=${(options.controllers ?? DEFAULT_CONTROLLERS).join(',')}`],
+          [
+            `--controllers=${(options.controllers ?? (options.nodeNetwork ? [...DEFAULT_CONTROLLERS, ...NODE_CONTROLLERS] : DEFAULT_CONTROLLERS)).join(',')}`,
+            // Publishes the CA as ConfigMap kube-root-ca.crt, which every pod's token volume mounts.
+            `--root-ca-file=${certificates.caCert}`,
+          ],
           deadline,
         ),
         plane.startController(
@@ -218,6 +279,23 @@ export class ControlPlane {
         },
       );
       child.stdin?.end(input);
+    });
+  }
+
+  /**
+   * Writes a kubeconfig for user `commonName` in `groups`, with a client certificate from this
+   * control plane's CA: for a kubelet (`system:node:<name>` in `system:nodes`) or kube-proxy.
+   */
+  async writeClientKubeconfig(
+    path: string,
+    commonName: string,
+    groups: readonly string[] = [],
+  ): Promise<void> {
+    const name = commonName.replace(/[^a-z0-9-]/gi, '-');
+    const { cert, key } = await issueClientCertificate(this.pkiDir, name, commonName, groups);
+    await writeKubeconfigFile(path, this.server, this.certificates.pem.ca, {
+      'client-certificate': cert,
+      'client-key': key,
     });
   }
 
@@ -474,33 +552,57 @@ export class ControlPlane {
     );
   }
 
+  /** The API server's flags that differ with and without kubelets. */
+  private async nodeFlags(): Promise<string[]> {
+    if (!this.nodeNetwork)
+      return [
+        '--authorization-mode=RBAC',
+        // There are no kubelets: the node-lifecycle controller that would lift the not-ready
+        // taints this plugin puts on every new Node is not running, so pods would never schedule.
+        '--disable-admission-plugins=TaintNodesByCondition',
+        // Nothing would reach the `kubernetes` Service's endpoint: 127.0.0.1 is no pod's address.
+        '--endpoint-reconciler-type=none',
+      ];
+    // `kubectl logs/exec` go through the API server to the kubelets, as this client.
+    const kubeletClient = await issueClientCertificate(
+      this.pkiDir,
+      'apiserver-kubelet-client',
+      'kube-apiserver-kubelet-client',
+      ['system:masters'],
+    );
+    return [
+      '--authorization-mode=Node,RBAC',
+      '--enable-admission-plugins=NodeRestriction',
+      `--kubelet-client-certificate=${kubeletClient.cert}`,
+      `--kubelet-client-key=${kubeletClient.key}`,
+      // A node's name does not resolve here; its InternalIP (on lo) does.
+      '--kubelet-preferred-address-types=InternalIP',
+    ];
+  }
+
   private async startApiserver(deadline: number): Promise<void> {
     const pki = this.certificates;
     const apiserver = await this.launch('kube-apiserver', this.binaries.kubeApiserver, [
       `--etcd-servers=http://127.0.0.1:${this.ports.etcdClient}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${this.address}`,
+      `--advertise-address=${this.address}`,
       `--secure-port=${this.ports.apiserver}`,
       `--cert-dir=${join(this.dir, 'pki')}`,
       `--tls-cert-file=${pki.servingCert}`,
       `--tls-private-key-file=${pki.servingKey}`,
       `--client-ca-file=${pki.caCert}`,
-      '--authorization-mode=RBAC',
+      ...(await this.nodeFlags()),
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${pki.serviceAccountPublicKey}`,
       `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-      '--service-cluster-ip-range=10.0.0.0/24',
+      `--service-cluster-ip-range=${SERVICE_CIDR}`,
       '--allow-privileged=true',
-      // There are no kubelets: the node-lifecycle controller that would lift the not-ready
-      // taints this plugin puts on every new Node is not running, so pods would never schedule.
-      '--disable-admission-plugins=TaintNodesByCondition',
-      '--endpoint-reconciler-type=none',
       '--profiling=false',
     ]);
     const tls = { ca: pki.pem.ca, cert: pki.pem.adminCert, key: pki.pem.adminKey };
     await this.awaitHealthy(
       apiserver,
-      async () => (await httpsGet(`${this.server}/readyz`, tls)).status === 200,
+      async () => (await httpGet(`${this.server}/readyz`, tls)).status === 200,
       `kube-apiserver at ${this.server}/readyz`,
       deadline,
     );
@@ -528,7 +630,7 @@ export class ControlPlane {
     await this.awaitHealthy(
       process,
       async () =>
-        (await httpsGet(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false }))
+        (await httpGet(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false }))
           .status === 200,
       `${component} at https://127.0.0.1:${port}/healthz`,
       deadline,
@@ -537,39 +639,41 @@ export class ControlPlane {
 
   private async writeKubeconfig(): Promise<void> {
     const encode = (pem: string): string => Buffer.from(pem).toString('base64');
-    const kubeconfig = {
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        {
-          name: 'compofa-test',
-          cluster: {
-            server: this.server,
-            'certificate-authority-data': encode(this.certificates.pem.ca),
-          },
-        },
-      ],
-      users: [
-        {
-          name: 'compofa-test-admin',
-          user: {
-            'client-certificate-data': encode(this.certificates.pem.adminCert),
-            'client-key-data': encode(this.certificates.pem.adminKey),
-          },
-        },
-      ],
-      contexts: [
-        {
-          name: 'compofa-test',
-          context: { cluster: 'compofa-test', user: 'compofa-test-admin', namespace: 'default' },
-        },
-      ],
-      'current-context': 'compofa-test',
-    };
-    const temporary = `${this.kubeconfigPath}.tmp`;
-    await writeFile(temporary, yaml.dump(kubeconfig), { mode: 0o600 });
-    await rename(temporary, this.kubeconfigPath);
+    await writeKubeconfigFile(this.kubeconfigPath, this.server, this.certificates.pem.ca, {
+      'client-certificate-data': encode(this.certificates.pem.adminCert),
+      'client-key-data': encode(this.certificates.pem.adminKey),
+    });
   }
+}
+
+/** Writes a kubeconfig with one cluster, user and context (atomically, readable by root only). */
+async function writeKubeconfigFile(
+  path: string,
+  server: string,
+  caPem: string,
+  user: Readonly<Record<string, string>>,
+): Promise<void> {
+  const kubeconfig = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      {
+        name: 'compofa-test',
+        cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') },
+      },
+    ],
+    users: [{ name: 'compofa-test-admin', user }],
+    contexts: [
+      {
+        name: 'compofa-test',
+        context: { cluster: 'compofa-test', user: 'compofa-test-admin', namespace: 'default' },
+      },
+    ],
+    'current-context': 'compofa-test',
+  };
+  const temporary = `${path}.tmp`;
+  await writeFile(temporary, yaml.dump(kubeconfig), { mode: 0o600 });
+  await rename(temporary, path);
 }
 
 function ignoreNotFound(error: unknown): void {

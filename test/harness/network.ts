@@ -1,6 +1,7 @@
 /** Loopback ports and HTTP probes for test servers. */
 import { createServer } from 'node:net';
-import { request, type RequestOptions } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export async function freeLoopbackPort(): Promise<number> {
@@ -34,14 +35,19 @@ export async function isPortOpen(port: number): Promise<boolean> {
   });
 }
 
-/** GETs an HTTPS URL and resolves with its status and body; never rejects on HTTP errors. */
-export function httpsGet(
+/**
+ * GETs an HTTP or HTTPS URL on a new connection and resolves with its status and body; never
+ * rejects on HTTP errors. A new connection each time: a pooled one that was opened before a
+ * Service's rules existed can hang on a stale conntrack entry.
+ */
+export function httpGet(
   url: string,
-  tls: Pick<RequestOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'>,
+  tls: Pick<RequestOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> = {},
   timeoutMs = 2_000,
 ): Promise<{ status: number; body: string }> {
+  const request = url.startsWith('https:') ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = request(url, { ...tls, timeout: timeoutMs }, (res) => {
+    const req = request(url, { ...tls, agent: false, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
