@@ -37,6 +37,8 @@ declare -A PACKAGE_FILES=(
   [iproute2]=/usr/sbin/ip
   # The tests' small image (sh, httpd, nc).
   [busybox-static]=/bin/busybox
+  # The Debian root filesystem of the images' base (test/harness/base-image.ts).
+  [debootstrap]=/usr/sbin/debootstrap
 )
 
 [[ $(id -u) == 0 ]] || die "real nodes need root (a kubelet and containerd manage mounts, cgroups and network namespaces); run as root"

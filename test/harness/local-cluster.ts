@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -111,6 +111,7 @@ export class LocalCluster {
       for (const node of nodes.reverse()) await node.stop();
       await plane?.stop();
       const failures = await journal.undo();
+      if (failures.length === 0) await removeNodeData(dir);
       await releaseLock();
       if (failures.length > 0)
         throw new Error(
@@ -148,6 +149,7 @@ export class LocalCluster {
     for (const node of [...this.nodes].reverse()) await node.stop();
     await this.plane.stop();
     const failures = await this.journal.undo();
+    if (failures.length === 0) await removeNodeData(this.dir);
     await releaseLock();
     if (failures.length > 0)
       throw new Error(`could not undo these host changes: ${failures.join('; ')}`);
@@ -224,9 +226,20 @@ async function acquireLock(dir: string, progress: (line: string) => void): Promi
         throw new Error(
           `could not undo what the local cluster in ${holder.dir} left on this host: ${failures.join('; ')}`,
         );
+      await removeNodeData(holder.dir);
     }
     await rm(LOCK_FILE, { force: true });
   }
+}
+
+/**
+ * Deletes the nodes' data (containerd's images and snapshots: hundreds of MiB; kubeconfigs with
+ * keys), keeping their logs in `<dir>/logs`. Only once the journal is undone: before that, mounts
+ * of the nodes' namespaces may still hold it.
+ */
+async function removeNodeData(dir: string): Promise<void> {
+  await rm(join(dir, 'nodes'), { recursive: true, force: true });
+  await rm(join(dir, 'kube-proxy.kubeconfig'), { force: true });
 }
 
 async function releaseLock(): Promise<void> {
@@ -309,9 +322,21 @@ async function startKubeProxy(
   return proxy;
 }
 
+/** Logs of this many ended clusters are kept; older folders are deleted. */
+const KEPT_CLUSTER_FOLDERS = 20;
+
 async function newClusterDir(): Promise<string> {
   const root = process.env.COMPOFA_TEST_ARTIFACTS ?? join(repoRoot, '.test-artifacts');
   await mkdir(root, { recursive: true });
+  // Names sort by start time. A folder whose cluster still runs (or was killed) keeps its nodes/
+  // folder until the lock's holder, or the next start, removes it: those are left alone.
+  const ended = (await readdir(root))
+    .filter((name) => name.startsWith('local-cluster-'))
+    .sort()
+    .reverse()
+    .filter((name) => !existsSync(join(root, name, 'nodes')));
+  for (const name of ended.slice(KEPT_CLUSTER_FOLDERS))
+    await rm(join(root, name), { recursive: true, force: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return mkdtemp(join(root, `local-cluster-${stamp}-`));
 }

@@ -35,6 +35,8 @@ export interface OciArchiveOptions {
   readonly config: ImageConfig;
   /** The archive to write (atomically). */
   readonly output: string;
+  /** Write an image-layout folder at `output` rather than a tar archive of one. */
+  readonly layoutFolder?: boolean;
 }
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -50,7 +52,8 @@ async function fileSha256(path: string): Promise<string> {
 }
 
 /**
- * Writes an OCI image-layout archive of `layers` and resolves with the manifest's digest. Files
+ * Writes an OCI image-layout archive (or folder) of `layers` and resolves with the manifest's
+ * digest. Files
  * are owned by root in the image and have a fixed time, so the same folders give the same
  * digest.
  */
@@ -136,9 +139,14 @@ export async function writeOciArchive(options: OciArchiveOptions): Promise<strin
       }),
     );
     await writeFile(join(work, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const temporary = `${options.output}.tmp`;
-    await run('tar', ['-C', work, '-cf', temporary, 'oci-layout', 'index.json', 'blobs']);
-    await rename(temporary, options.output);
+    if (options.layoutFolder) {
+      await rm(options.output, { recursive: true, force: true });
+      await rename(work, options.output);
+    } else {
+      const temporary = `${options.output}.tmp`;
+      await run('tar', ['-C', work, '-cf', temporary, 'oci-layout', 'index.json', 'blobs']);
+      await rename(temporary, options.output);
+    }
     return manifest.digest;
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -175,6 +176,9 @@ describe('a local cluster with real nodes', () => {
       timeoutMs: 10_000,
     }).catch(() => undefined);
     assert.deepEqual(await hostSnapshot(), before_);
+    // The nodes' data (images, snapshots, keys) is gone; their logs stay.
+    assert.equal(existsSync(join(cluster.dir, 'nodes')), false);
+    assert.ok(existsSync(join(cluster.dir, 'logs', 'kubelet-edge.log')));
   });
 });
 
