@@ -5,7 +5,9 @@
 #
 #   helm                 helm.sh/helm/v3/cmd/helm (lint, template)
 #   promtool             github.com/prometheus/prometheus/cmd/promtool (check rules, test rules),
-#                        built with -tags remove_all_sd: no cloud service discovery, half the build
+#                        built with -tags remove_all_sd,enable_kubernetes_sd: Kubernetes service
+#                        discovery (what the local cluster's Prometheus scrapes pods with) and no
+#                        cloud service discovery, half the build
 #   prometheus           github.com/prometheus/prometheus/cmd/prometheus of the same module version
 #                        and tags (no web UI assets, the HTTP API only); it reuses most of
 #                        promtool's compiled packages
@@ -34,6 +36,9 @@ PROMETHEUS_OPERATOR_VERSION="${COMPOFA_PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 GOPHER_LUA_VERSION="${COMPOFA_GOPHER_LUA_VERSION:-v1.1.2}"
 # Bump when the argocd-health runner below changes, so that caches rebuild it.
 RUNNER_REVISION=1
+# Service discovery built into promtool and prometheus: Kubernetes only (the tag names of
+# prometheus/plugins/*.go).
+PROMETHEUS_TAGS=remove_all_sd,enable_kubernetes_sd
 GO="${GO:-go}"
 TOOLS=(helm promtool prometheus argocd-health)
 MONITORING_CRDS=(servicemonitors podmonitors prometheusrules)
@@ -42,7 +47,7 @@ log() { printf '[chart-tools] %s\n' "$*" >&2; }
 die() { printf '[chart-tools] error: %s\n' "$*" >&2; exit 1; }
 
 cache_root="${COMPOFA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/compofa-operator}"
-dest="$cache_root/chart-tools/helm-$HELM_VERSION-prometheus-$PROMETHEUS_VERSION-operator-$PROMETHEUS_OPERATOR_VERSION-gopherlua-$GOPHER_LUA_VERSION-r$RUNNER_REVISION"
+dest="$cache_root/chart-tools/helm-$HELM_VERSION-prometheus-$PROMETHEUS_VERSION-operator-$PROMETHEUS_OPERATOR_VERSION-gopherlua-$GOPHER_LUA_VERSION-r$RUNNER_REVISION-sd-kubernetes"
 
 complete() {
   local tool crd
@@ -112,10 +117,10 @@ go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" -ldflags "$helm_flags"
 
 prometheus_dir="$(module_dir "github.com/prometheus/prometheus@$PROMETHEUS_VERSION")"
 prometheus_release="$(cat "$prometheus_dir/VERSION" 2>/dev/null || echo "${PROMETHEUS_VERSION#v}")"
-go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" -tags remove_all_sd \
+go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" -tags "$PROMETHEUS_TAGS" \
   -ldflags "-s -w -X github.com/prometheus/common/version.Version=$prometheus_release"
 # The same tags and flags as promtool, so that the shared packages come from Go's build cache.
-go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" -tags remove_all_sd \
+go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" -tags "$PROMETHEUS_TAGS" \
   -ldflags "-s -w -X github.com/prometheus/common/version.Version=$prometheus_release"
 
 # The Argo CD health runner: a module of its own, built from this heredoc.

@@ -139,6 +139,10 @@ describe('subnet extraction', () => {
     // A second save replaces the first.
     await saveSubnetModel(model, target);
     assert.ok((await readdir(target)).includes('model.json'));
+    // The first extraction of a training makes the folders above the model (a pod found none).
+    const nested = join(dir, 'training', 'g1', 'models', 'first');
+    await saveSubnetModel(model, nested);
+    assert.ok((await readdir(nested)).includes('model.onnx'));
     model.dispose();
     loaded.dispose();
     supernet.dispose();

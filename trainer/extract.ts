@@ -10,7 +10,7 @@
  * ONNX Runtime.
  */
 import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import type * as tfjs from '@tensorflow/tfjs';
@@ -112,6 +112,8 @@ export async function saveSubnetModel(model: tfjs.LayersModel, dir: string): Pro
     producerVersion: COMPOFA_VERSION,
     docString: `CompOFA subnet ${metadata.subnet} (${metadata.designSpace} design space)`,
   });
+  // The first extraction of a training makes its models/ folder.
+  await mkdir(dirname(dir), { recursive: true });
   const temporary = join(dirname(dir), `.${basename(dir)}.${randomBytes(4).toString('hex')}.tmp`);
   try {
     await model.save(`file://${temporary}`);

@@ -475,6 +475,16 @@ export class ControlPlane {
     this.forgetSecrets();
   }
 
+  /**
+   * Stops the scheduler and the controller-manager, leaving the API server and etcd up: then no
+   * workload controller replaces a deleted pod (what a cluster's teardown needs). {@link stop}
+   * still stops the rest.
+   */
+  async stopControllers(): Promise<void> {
+    for (const name of ['kube-scheduler', 'kube-controller-manager'] as const)
+      await this.processes.get(name)?.stop();
+  }
+
   /** etcd's data, the private keys, and the kubeconfig that embeds the admin key. */
   private secretPaths(): string[] {
     return [join(this.dir, 'etcd'), join(this.dir, 'pki'), this.kubeconfigPath];

@@ -44,6 +44,21 @@ export function cgroupV1Hierarchies(): string[] {
 }
 
 /** An append-only list of {@link HostChange}s in a JSON file, and how to undo them. */
+/**
+ * The CFS bandwidth of `cpus` CPUs: the shortest period whose quota the kernel accepts (both at
+ * least 1 ms). A short period makes the cap act like a slower CPU on millisecond inferences: with
+ * the default 100 ms, a 0.5-CPU node runs them at full speed for 50 ms and then stalls for 50 ms,
+ * which a median latency never sees.
+ */
+export function cpuQuota(cpus: number): { periodUs: number; quotaUs: number } {
+  if (!(cpus > 0)) throw new RangeError(`expected a positive number of CPUs, got ${cpus}`);
+  const periodUs = Math.max(MIN_CFS_US, Math.ceil(MIN_CFS_US / cpus));
+  return { periodUs, quotaUs: Math.round(cpus * periodUs) };
+}
+
+/** The kernel's lower bound of cpu.cfs_period_us and cpu.cfs_quota_us. */
+const MIN_CFS_US = 1_000;
+
 export class HostJournal {
   private constructor(
     readonly path: string,
@@ -99,20 +114,16 @@ export class HostJournal {
         join(CGROUP_ROOT, 'cpuset', name, file),
         await readFile(join(CGROUP_ROOT, 'cpuset', file), 'utf8'),
       );
-    const period = 100_000;
-    await writeFile(join(CGROUP_ROOT, 'cpu', name, 'cpu.cfs_period_us'), String(period));
     await this.setCpuQuota(name, cpus);
   }
 
   /** Changes the CPU quota of a cgroup made by {@link createCgroup}. */
   async setCpuQuota(name: string, cpus: number): Promise<void> {
-    const period = Number(
-      await readFile(join(CGROUP_ROOT, 'cpu', name, 'cpu.cfs_period_us'), 'utf8'),
-    );
-    await writeFile(
-      join(CGROUP_ROOT, 'cpu', name, 'cpu.cfs_quota_us'),
-      String(Math.round(cpus * period)),
-    );
+    const { periodUs, quotaUs } = cpuQuota(cpus);
+    // The quota must stay at least 1 ms and the ratio valid after each write: any order does,
+    // since both values are; the period goes first so the quota is read against the new one.
+    await writeFile(join(CGROUP_ROOT, 'cpu', name, 'cpu.cfs_period_us'), String(periodUs));
+    await writeFile(join(CGROUP_ROOT, 'cpu', name, 'cpu.cfs_quota_us'), String(quotaUs));
   }
 
   /**

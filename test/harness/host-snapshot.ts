@@ -2,6 +2,7 @@
  * What a local cluster could leave behind on this host, read off it: for tests that teardown
  * leaves the host exactly as it was.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { promisify } from 'node:util';
 
 import { cgroupV1Hierarchies } from './host-changes.js';
 import { SYSCTLS_CHANGED_BY_NODES } from './kubelet-node.js';
+import { waitFor } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -80,4 +82,16 @@ export async function hostSnapshot(): Promise<HostSnapshot> {
     paths: WATCHED_PATHS.filter((path) => existsSync(path)),
     processes,
   };
+}
+
+/**
+ * Fails, showing the difference, unless the host is as `before` (waiting up to 10 s: the last
+ * processes may take a moment to go).
+ */
+export async function assertHostAsBefore(before: HostSnapshot): Promise<void> {
+  await waitFor(async () => JSON.stringify(await hostSnapshot()) === JSON.stringify(before), {
+    description: 'the host to be as before',
+    timeoutMs: 10_000,
+  }).catch(() => undefined);
+  assert.deepEqual(await hostSnapshot(), before);
 }

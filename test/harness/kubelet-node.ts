@@ -252,6 +252,16 @@ export class KubeletNode {
     await this.containerd.stop();
   }
 
+  /** Imports OCI archives into this node's containerd (namespace k8s.io), one after the other. */
+  async importImages(archives: readonly string[]): Promise<void> {
+    for (const archive of archives)
+      await this.ctr(['images', 'import', archive]).catch((error: unknown) => {
+        throw new Error(
+          `importing ${archive} into node ${this.name}'s containerd failed: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      });
+  }
+
   /** Runs ctr against this node's containerd (namespace k8s.io). */
   async ctr(args: readonly string[]): Promise<string> {
     const { stdout } = await run(this.tools.ctr, [

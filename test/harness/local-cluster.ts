@@ -6,13 +6,24 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { CoreV1Api } from '@kubernetes/client-node';
 
+import { DEFAULT_OPERATOR_CONFIG } from '../../operator/config.js';
 import { ControlPlane } from './control-plane.js';
 import { HostJournal, hasKubernetesFirewallChains } from './host-changes.js';
 import { KubeletNode, PAUSE_IMAGE, type DeviceClassSpec, type NodeTools } from './kubelet-node.js';
@@ -29,6 +40,8 @@ const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const APISERVER_ADDRESS = '10.213.0.100';
 /** All pods' addresses; node i has 10.244.i.0/24. */
 export const CLUSTER_CIDR = '10.244.0.0/16';
+/** The user the images run as. */
+const POD_USER = DEFAULT_OPERATOR_CONFIG.podUser;
 /** The lock that lets one local cluster with real nodes run on this host at a time. */
 export const LOCK_FILE = '/run/compofa-local-cluster.json';
 
@@ -98,11 +111,16 @@ export class LocalCluster {
             plane,
             journal,
             tools,
-            images: [pause, ...(options.images ?? [])],
+            images: [pause],
             parentDir: join(dir, 'nodes'),
             logDir: join(dir, 'logs'),
           }),
         );
+      }
+      if ((options.images ?? []).length > 0) {
+        // In parallel: unpacking an image is the slow part of a node's start.
+        progress(`loading the images into every node's containerd`);
+        await Promise.all(nodes.map((node) => node.importImages(options.images ?? [])));
       }
       progress('starting kube-proxy');
       kubeProxy = await startKubeProxy(plane, journal, tools, dir, nodes[0]?.name ?? 'none');
@@ -128,6 +146,102 @@ export class LocalCluster {
     if (!node)
       throw new Error(`no node ${name}; nodes: ${this.nodes.map((n) => n.name).join(', ')}`);
     return node;
+  }
+
+  /**
+   * Makes a ReadWriteMany PersistentVolume of `sizeGi` GiB that a claim asking for at most that
+   * binds to: a folder of this cluster (every node is on this host, as NFS would be), writable by
+   * the pods' user 10001. Deleted with the nodes' data at stop.
+   */
+  async createSharedVolume(name: string, sizeGi: number): Promise<string> {
+    const path = join(this.dir, 'nodes', 'volumes', name);
+    await mkdir(path, { recursive: true, mode: 0o770 });
+    await chown(path, POD_USER, POD_USER);
+    await this.plane
+      .kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .createPersistentVolume({
+        body: {
+          metadata: { name },
+          spec: {
+            capacity: { storage: `${sizeGi}Gi` },
+            accessModes: ['ReadWriteMany', 'ReadWriteOnce'],
+            storageClassName: '',
+            persistentVolumeReclaimPolicy: 'Retain',
+            hostPath: { path, type: 'Directory' },
+          },
+        },
+      });
+    return path;
+  }
+
+  /**
+   * What a failed test needs to see: every pod with its node and phase, the recent events, and the
+   * compofa.io objects (when their CRDs exist).
+   */
+  async diagnose(): Promise<string> {
+    const sections: string[] = [];
+    for (const args of [
+      ['get', 'pods', '-A', '-o', 'wide'],
+      ['get', 'jobs,deployments,services,pvc', '-A'],
+      ['get', 'supernettrainings,latencyprofiles,deploymenttargets', '-A', '-o', 'wide'],
+      ['get', 'events', '-A', '--sort-by=.lastTimestamp'],
+    ]) {
+      const { stdout } = await this.plane
+        .kubectl(args)
+        .catch((error: unknown) => ({ stdout: String(error) }));
+      sections.push(`$ kubectl ${args.join(' ')}\n${stdout.split('\n').slice(-40).join('\n')}`);
+    }
+    // The logs of pods that failed or restarted: the kubelet deletes them with the pods.
+    const pods = await this.plane
+      .kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .listPodForAllNamespaces()
+      .catch(() => ({ items: [] }));
+    for (const pod of pods.items) {
+      const restarted = pod.status?.containerStatuses?.some((status) => status.restartCount > 0);
+      if (pod.status?.phase !== 'Failed' && !restarted) continue;
+      const { namespace = '', name = '' } = pod.metadata ?? {};
+      const { stdout } = await this.plane
+        .kubectl(['logs', '-n', namespace, name, '--all-containers', '--tail=30'])
+        .catch((error: unknown) => ({ stdout: String(error) }));
+      sections.push(`$ kubectl logs -n ${namespace} ${name}\n${stdout}`);
+    }
+    return sections.join('\n');
+  }
+
+  /**
+   * Memory in use by the cluster now: the resident memory of this process's descendants (control
+   * plane, kubelets, containerd, kube-proxy, and what else it started, e.g. Prometheus) and of the
+   * pods (the nodes' memory cgroups, without page cache).
+   */
+  async memoryBytes(): Promise<{ processes: number; pods: number }> {
+    const parents = new Map<number, number>();
+    const rss = new Map<number, number>();
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+      const ppid = /^PPid:\s*(\d+)/m.exec(status)?.[1];
+      if (ppid === undefined) continue;
+      parents.set(Number(entry), Number(ppid));
+      rss.set(Number(entry), Number(/^VmRSS:\s*(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024);
+    }
+    const descends = (pid: number): boolean => {
+      for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p))
+        if (p === process.pid) return true;
+      return false;
+    };
+    let processes = 0;
+    for (const [pid, bytes] of rss) if (descends(pid)) processes += bytes;
+    let pods = 0;
+    for (const node of this.nodes) {
+      const stat = await readFile(
+        join('/sys/fs/cgroup/memory', node.cgroup, 'memory.stat'),
+        'utf8',
+      ).catch(() => '');
+      pods += Number(/^total_rss (\d+)/m.exec(stat)?.[1] ?? 0);
+    }
+    return { processes, pods };
   }
 
   /** Changes a node's CPU quota while it runs (a slower device). */
@@ -156,6 +270,8 @@ export class LocalCluster {
   }
 
   private async deleteAllPods(): Promise<void> {
+    // Else ReplicaSets and Jobs would replace the pods as fast as they go.
+    await this.plane.stopControllers();
     const core = this.plane.kubeConfig().makeApiClient(CoreV1Api);
     const namespaces = await core.listNamespace();
     for (const namespace of namespaces.items) {
@@ -198,6 +314,22 @@ async function checkHost(): Promise<void> {
     );
 }
 
+/**
+ * Rejects, naming its process, when a local cluster runs on this host: a quick check before
+ * minutes of work that the lock would refuse at the end (the lock itself is taken by start).
+ */
+export async function refuseIfClusterRuns(): Promise<void> {
+  const holder = JSON.parse(
+    await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
+  ) as Partial<LockContent>;
+  if (holder.pid && holder.pid !== process.pid && isProcessAlive(holder.pid))
+    throw new Error(alreadyRunning(holder));
+}
+
+function alreadyRunning(holder: Partial<LockContent>): string {
+  return `a local cluster is already running on this host (process ${holder.pid ?? '?'}, folder ${holder.dir ?? '?'}); stop it first (Ctrl-C in its terminal, or kill ${holder.pid ?? '?'})`;
+}
+
 /** Takes the host-wide lock, or says who holds it; undoes what a dead holder left. */
 async function acquireLock(dir: string, progress: (line: string) => void): Promise<void> {
   for (;;) {
@@ -212,24 +344,44 @@ async function acquireLock(dir: string, progress: (line: string) => void): Promi
     const holder = JSON.parse(
       await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
     ) as Partial<LockContent>;
-    if (holder.pid && isProcessAlive(holder.pid))
-      throw new Error(
-        `a local cluster is already running on this host (process ${holder.pid}, folder ${holder.dir ?? '?'}); stop it first (Ctrl-C in its terminal, or kill ${holder.pid})`,
-      );
-    if (holder.dir) {
-      progress(
-        `cleaning up after a local cluster whose process ${holder.pid ?? '?'} ended without stopping it`,
-      );
-      const journal = await HostJournal.open(join(holder.dir, 'host-changes.json'));
-      const failures = await journal.undo();
-      if (failures.length > 0)
-        throw new Error(
-          `could not undo what the local cluster in ${holder.dir} left on this host: ${failures.join('; ')}`,
-        );
-      await removeNodeData(holder.dir);
-    }
-    await rm(LOCK_FILE, { force: true });
+    if (holder.pid && isProcessAlive(holder.pid)) throw new Error(alreadyRunning(holder));
+    await undoDeadCluster(holder, progress);
   }
+}
+
+/**
+ * Undoes what a local cluster whose process was killed left on this host (its lock says where),
+ * and removes its lock; rejects if a live cluster holds it. Nothing to do without a lock. Start
+ * does this itself; a test that compares the host before and after calls it first.
+ */
+export async function cleanUpAbandonedCluster(
+  progress: (line: string) => void = () => undefined,
+): Promise<void> {
+  const holder = JSON.parse(
+    await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
+  ) as Partial<LockContent>;
+  if (holder.pid === undefined) return;
+  if (isProcessAlive(holder.pid)) throw new Error(alreadyRunning(holder));
+  await undoDeadCluster(holder, progress);
+}
+
+async function undoDeadCluster(
+  holder: Partial<LockContent>,
+  progress: (line: string) => void,
+): Promise<void> {
+  if (holder.dir) {
+    progress(
+      `cleaning up after a local cluster whose process ${holder.pid ?? '?'} ended without stopping it`,
+    );
+    const journal = await HostJournal.open(join(holder.dir, 'host-changes.json'));
+    const failures = await journal.undo();
+    if (failures.length > 0)
+      throw new Error(
+        `could not undo what the local cluster in ${holder.dir} left on this host: ${failures.join('; ')}`,
+      );
+    await removeNodeData(holder.dir);
+  }
+  await rm(LOCK_FILE, { force: true });
 }
 
 /**

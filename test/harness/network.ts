@@ -3,12 +3,12 @@ import { createServer } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function freeLoopbackPort(): Promise<number> {
+/** A TCP port on `host` (default 127.0.0.1) that was free a moment ago. */
+export async function freeLoopbackPort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    server.listen(0, host, resolve);
   });
   const address = server.address();
   await new Promise<void>((resolve) => {

@@ -32,7 +32,16 @@ export interface ScrapeTarget {
 
 /** Options of {@link TestPrometheus.start}. */
 export interface TestPrometheusOptions {
-  readonly targets: readonly ScrapeTarget[];
+  /** Scraped by one static job; or give whole `scrapeConfigs`. */
+  readonly targets?: readonly ScrapeTarget[];
+  /** prometheus.yml's `scrape_configs` as they are, instead of `targets`. */
+  readonly scrapeConfigs?: readonly object[];
+  /** Rule groups (a rules file's `groups`, a PrometheusRule's `spec.groups`) to evaluate. */
+  readonly ruleGroups?: readonly unknown[];
+  /** The address to listen on; default 127.0.0.1. */
+  readonly host?: string;
+  /** Default: a free port. */
+  readonly port?: number;
   /** The scrape job's name (the `job` label); default `compofa-serving`. */
   readonly job?: string;
   /** Default 1 s, so that a test sees new samples quickly. */
@@ -57,16 +66,20 @@ export async function resolvePrometheusBinary(): Promise<string> {
   return join(dir, 'prometheus');
 }
 
-/** The prometheus.yml of one static scrape job over every target. */
-export function scrapeConfig(options: TestPrometheusOptions): string {
+/**
+ * The prometheus.yml of one static scrape job over every target (or of `scrapeConfigs`), with
+ * `ruleFile` when there are rule groups.
+ */
+export function scrapeConfig(options: TestPrometheusOptions, ruleFile?: string): string {
   const interval = `${options.scrapeIntervalSeconds ?? 1}s`;
   const config = {
     global: { scrape_interval: interval, evaluation_interval: interval },
-    scrape_configs: [
+    ...(ruleFile === undefined ? {} : { rule_files: [ruleFile] }),
+    scrape_configs: options.scrapeConfigs ?? [
       {
         job_name: options.job ?? 'compofa-serving',
         scrape_timeout: interval,
-        static_configs: options.targets.map((target) => ({
+        static_configs: (options.targets ?? []).map((target) => ({
           targets: [target.address],
           labels: {
             ...target.labels,
@@ -78,6 +91,15 @@ export function scrapeConfig(options: TestPrometheusOptions): string {
     ],
   };
   return yaml.dump(config);
+}
+
+/** One alert of `/api/v1/alerts`. */
+export interface PrometheusAlert {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly state: 'pending' | 'firing';
+  readonly activeAt: string;
+  readonly value: string;
 }
 
 /** A running Prometheus; {@link stop} it in an `after` hook. */
@@ -101,20 +123,26 @@ export class TestPrometheus {
       rmSync(dir, { recursive: true, force: true });
     });
     const configFile = join(dir, 'prometheus.yml');
-    await writeFile(configFile, scrapeConfig(options));
-    const port = await freeLoopbackPort();
+    let ruleFile: string | undefined;
+    if (options.ruleGroups !== undefined) {
+      ruleFile = join(dir, 'rules.yml');
+      await writeFile(ruleFile, yaml.dump({ groups: options.ruleGroups }));
+    }
+    await writeFile(configFile, scrapeConfig(options, ruleFile));
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port ?? (await freeLoopbackPort(host));
     const process = await ManagedProcess.start({
       name: 'prometheus',
       command: binary,
       args: [
         `--config.file=${configFile}`,
         `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
+        `--web.listen-address=${host}:${port}`,
       ],
       logFile: join(dir, 'prometheus.log'),
       cwd: dir,
     });
-    const prometheus = new TestPrometheus(`http://127.0.0.1:${port}`, dir, process, forgetDir);
+    const prometheus = new TestPrometheus(`http://${host}:${port}`, dir, process, forgetDir);
     try {
       await prometheus.awaitReady(options.startTimeoutMs ?? 30_000);
     } catch (error) {
@@ -122,6 +150,16 @@ export class TestPrometheus {
       throw error;
     }
     return prometheus;
+  }
+
+  /** The alerts Prometheus holds now (pending and firing), from `/api/v1/alerts`. */
+  async alerts(): Promise<PrometheusAlert[]> {
+    const response = await fetch(`${this.url}/api/v1/alerts`, {
+      signal: AbortSignal.timeout(5_000),
+    });
+    if (!response.ok) throw new Error(`${this.url}/api/v1/alerts answered ${response.status}`);
+    const body = (await response.json()) as { data?: { alerts?: PrometheusAlert[] } };
+    return body.data?.alerts ?? [];
   }
 
   /** The last lines of Prometheus' log, for assertion messages. */

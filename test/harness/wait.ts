@@ -14,6 +14,8 @@ export interface WaitOptions {
   readonly description: string;
   /** Appended to the timeout message, e.g. where the logs are. */
   readonly hint?: string;
+  /** Ends the wait with the signal's reason when it aborts (checked before each probe). */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -29,6 +31,7 @@ export async function waitFor<T>(
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
+    options.signal?.throwIfAborted();
     try {
       const value = await probe();
       if (value !== undefined && value !== false) return value;

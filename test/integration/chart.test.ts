@@ -35,6 +35,7 @@ import { CRDS, crdInfo, SUPERNET_TRAINING, type ResourceKind } from '../../opera
 import { DEFAULT_OPERATOR_CONFIG } from '../../operator/config.js';
 import { runOperator, type RunningOperator } from '../../operator/run.js';
 import { Logger } from '../../serving/logger.js';
+import { chartTools, type ChartTools } from '../harness/chart-tools.js';
 import { ControlPlane } from '../harness/control-plane.js';
 import { MINIMAL_SPECS } from '../harness/crds.js';
 import { runCommand, type CommandResult } from '../harness/run-command.js';
@@ -59,29 +60,6 @@ const SERVING_ACCOUNTS = [
   'servingServiceAccount.create=true',
   `servingServiceAccount.namespaces={${USER_NAMESPACES.join(',')}}`,
 ];
-
-/** The tools of scripts/build-chart-tools.sh. */
-interface ChartTools {
-  readonly helm: string;
-  readonly promtool: string;
-  readonly argocdHealth: string;
-  readonly monitoringCrds: readonly string[];
-}
-
-async function chartTools(): Promise<ChartTools> {
-  const built = await runCommand('bash', [join(ROOT, 'scripts', 'build-chart-tools.sh')]);
-  assert.equal(built.code, 0, `scripts/build-chart-tools.sh failed:\n${built.stderr}`);
-  const dir = built.stdout.trim().split('\n').at(-1) ?? '';
-  const crdDir = join(dir, 'prometheus-operator-crds');
-  return {
-    helm: join(dir, 'helm'),
-    promtool: join(dir, 'promtool'),
-    argocdHealth: join(dir, 'argocd-health'),
-    monitoringCrds: (await readdir(crdDir))
-      .filter((file) => file.endsWith('.yaml'))
-      .map((file) => join(crdDir, file)),
-  };
-}
 
 /** A rendered manifest. */
 interface Manifest extends KubernetesObject {
