@@ -40,6 +40,8 @@ class Stopped extends Error {}
 
 const stopRequested = new AbortController();
 let fleet: LocalFleet | undefined;
+/** Set when the demo failed and waits, cluster up, for a signal: the exit code is then 1. */
+let failed = false;
 
 /** Stops what runs and exits: on a signal, when `make` goes, or at the end of a failure. */
 function requestStop(reason: string): void {
@@ -49,10 +51,19 @@ function requestStop(reason: string): void {
     say(`${reason}: stopping as soon as the current step ends`);
     return;
   }
-  void teardown(reason, 0);
+  void teardown(reason, failed ? 1 : 0);
 }
 
 let tearingDown = false;
+/** Resolves once a signal (or the launchers' end) asked the demo to stop. */
+function untilStopRequested(): Promise<void> {
+  return new Promise((resolve) => {
+    stopRequested.signal.addEventListener('abort', () => {
+      resolve();
+    });
+  });
+}
+
 async function teardown(reason: string, code: number): Promise<never> {
   if (tearingDown) return new Promise<never>(() => undefined);
   tearingDown = true;
@@ -193,11 +204,7 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
   // The pods keep serving until a signal.
-  await new Promise<void>((resolve) => {
-    stopRequested.signal.addEventListener('abort', () => {
-      resolve();
-    });
-  });
+  await untilStopRequested();
 }
 
 main().then(
@@ -219,11 +226,9 @@ main().then(
       process.stderr.write(
         `The cluster stays up for a look (KUBECONFIG=${fleet.cluster.plane.kubeconfigPath}); Ctrl-C stops it.\n`,
       );
-      await new Promise<void>((resolve) => {
-        stopRequested.signal.addEventListener('abort', () => {
-          resolve();
-        });
-      });
+      failed = true;
+      await untilStopRequested();
+      // The signal's handler is tearing down already: this waits for it to exit the process.
       await teardown('stopping after the failure', 1);
     }
     process.exit(1);

@@ -319,9 +319,7 @@ async function checkHost(): Promise<void> {
  * minutes of work that the lock would refuse at the end (the lock itself is taken by start).
  */
 export async function refuseIfClusterRuns(): Promise<void> {
-  const holder = JSON.parse(
-    await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
-  ) as Partial<LockContent>;
+  const holder = await readLockHolder();
   if (holder.pid && holder.pid !== process.pid && isProcessAlive(holder.pid))
     throw new Error(alreadyRunning(holder));
 }
@@ -341,9 +339,7 @@ async function acquireLock(dir: string, progress: (line: string) => void): Promi
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    const holder = JSON.parse(
-      await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
-    ) as Partial<LockContent>;
+    const holder = await readLockHolder();
     if (holder.pid && isProcessAlive(holder.pid)) throw new Error(alreadyRunning(holder));
     await undoDeadCluster(holder, progress);
   }
@@ -357,9 +353,7 @@ async function acquireLock(dir: string, progress: (line: string) => void): Promi
 export async function cleanUpAbandonedCluster(
   progress: (line: string) => void = () => undefined,
 ): Promise<void> {
-  const holder = JSON.parse(
-    await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
-  ) as Partial<LockContent>;
+  const holder = await readLockHolder();
   if (holder.pid === undefined) return;
   if (isProcessAlive(holder.pid)) throw new Error(alreadyRunning(holder));
   await undoDeadCluster(holder, progress);
@@ -394,10 +388,13 @@ async function removeNodeData(dir: string): Promise<void> {
   await rm(join(dir, 'kube-proxy.kubeconfig'), { force: true });
 }
 
+/** What the lock says of the cluster holding it; empty when there is no lock. */
+async function readLockHolder(): Promise<Partial<LockContent>> {
+  return JSON.parse(await readFile(LOCK_FILE, 'utf8').catch(() => '{}')) as Partial<LockContent>;
+}
+
 async function releaseLock(): Promise<void> {
-  const holder = JSON.parse(
-    await readFile(LOCK_FILE, 'utf8').catch(() => '{}'),
-  ) as Partial<LockContent>;
+  const holder = await readLockHolder();
   if (holder.pid === process.pid) await rm(LOCK_FILE, { force: true });
 }
 
